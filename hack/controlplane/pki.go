@@ -104,6 +104,14 @@ func writePKI(dir, server string) error {
 	if _, _, err := issue("apiserver", pkix.Name{CommonName: "kube-apiserver"}, true); err != nil {
 		return err
 	}
+	// serving cert for the node agent's kubelet endpoint (kubectl logs)
+	if _, _, err := issue("kubelet", pkix.Name{CommonName: "dial-node-agent"}, true); err != nil {
+		return err
+	}
+	// client cert the apiserver presents to the kubelet endpoint
+	if _, _, err := issue("apiserver-kubelet-client", pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}}, false); err != nil {
+		return err
+	}
 	users := []struct {
 		file string
 		subj pkix.Name
