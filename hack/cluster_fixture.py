@@ -1,0 +1,229 @@
+"""pytest fixtures for Dial's local Kubernetes control plane (hack/cluster).
+
+Use from any conftest.py::
+
+    import sys, pathlib
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "hack"))
+    from cluster_fixture import cluster, namespace  # noqa: F401  (pytest fixtures)
+
+and mark the tests ``@pytest.mark.integration`` (tests/integration/conftest.py registers it).
+
+Fixtures
+--------
+``cluster`` (session): a :class:`Cluster`. If a cluster for this checkout is already up
+(``hack/cluster up`` by hand, or ``DIAL_CLUSTER_DIR`` pointing at one) it is reused and left
+running; otherwise it is started with ``hack/cluster up`` and stopped with ``hack/cluster down``
+at the end of the session (``DIAL_KEEP_CLUSTER=1`` keeps it). Every YAML in ``crds/`` is applied
+and waited for until Established.
+
+``namespace`` (function): a fresh namespace name; deleted after the test (not waited for).
+
+Cluster API
+-----------
+``kubeconfig``          admin kubeconfig path (also exported as ``KUBECONFIG`` for the session)
+``dir``                 the cluster's data dir; ``node_data`` is the node agent's
+``kubectl(*args, input=None, check=True, timeout=60)`` -> ``subprocess.CompletedProcess`` (text)
+``helm(*args, ...)``    same for helm
+``api()``               a ``kubernetes.client.ApiClient`` for the admin user
+``core``, ``batch``, ``custom``, ``rbac``   typed clients (CoreV1Api, BatchV1Api, ...)
+``pod_log(ns, pod, container=None, previous=False)`` -> str: the container's log file
+``log_path(ns, pod, container)``  the file: ``<node_data>/logs/<ns>/<pod>/<container>.log``
+``wait_for(fn, timeout=30, interval=0.2, what="...")``  poll until ``fn()`` is truthy; returns it
+``wait_pod_phase(ns, pod, phases, timeout=60)``         -> the V1Pod
+``apply(yaml_text)``, ``apply_crds(dir)``
+``node_agent``          dict: ``pid``, ``data_dir``, ``log`` (the agent's own log file)
+
+Pod logs are also served to ``kubectl logs`` by the node agent's kubelet endpoint.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any, Callable
+
+import pytest
+
+HACK = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HACK)
+CLUSTER = os.path.join(HACK, "cluster")
+
+
+class Cluster:
+    def __init__(self, state: dict):
+        self.state = state
+        self.dir: str = state["dir"]
+        self.kubeconfig: str = state["kubeconfig"]
+        self.node_data: str = state["node_data"]
+        self.server: str = state["server"]
+        self.node_agent = {
+            "pid": state["pids"]["node-agent"],
+            "data_dir": self.node_data,
+            "log": os.path.join(self.dir, "logs", "node-agent.log"),
+        }
+        self._api = None
+
+    # -------------------------------------------------------------- CLIs
+    def _env(self) -> dict:
+        env = dict(os.environ)
+        env["KUBECONFIG"] = self.kubeconfig
+        return env
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+                ) -> subprocess.CompletedProcess:
+        r = subprocess.run([self.state["dialkube"], "kubectl", *args], input=input, capture_output=True,
+                           text=True, env=self._env(), timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def helm(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+             ) -> subprocess.CompletedProcess:
+        env = self._env()
+        for k in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+            env.setdefault(k, os.path.join(self.dir, "helm", k.split("_")[1].lower()))
+        r = subprocess.run([self.state["helm"], *args], input=input, capture_output=True, text=True, env=env,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def apply(self, yaml_text: str) -> subprocess.CompletedProcess:
+        return self.kubectl("apply", "-f", "-", input=yaml_text)
+
+    # -------------------------------------------------------------- Python client
+    def api(self):
+        if self._api is None:
+            from kubernetes import client, config
+
+            cfg = client.Configuration()
+            config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
+            self._api = client.ApiClient(cfg)
+        return self._api
+
+    @property
+    def core(self):
+        from kubernetes import client
+        return client.CoreV1Api(self.api())
+
+    @property
+    def batch(self):
+        from kubernetes import client
+        return client.BatchV1Api(self.api())
+
+    @property
+    def custom(self):
+        from kubernetes import client
+        return client.CustomObjectsApi(self.api())
+
+    @property
+    def rbac(self):
+        from kubernetes import client
+        return client.RbacAuthorizationV1Api(self.api())
+
+    # -------------------------------------------------------------- helpers
+    def log_path(self, ns: str, pod: str, container: str, previous: bool = False) -> str:
+        return os.path.join(self.node_data, "logs", ns, pod, f"{container}{'.previous' if previous else ''}.log")
+
+    def pod_log(self, ns: str, pod: str, container: str | None = None, previous: bool = False) -> str:
+        if container is None:
+            container = self.core.read_namespaced_pod(pod, ns).spec.containers[0].name
+        try:
+            with open(self.log_path(ns, pod, container, previous), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    @staticmethod
+    def wait_for(fn: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        last_exc: Exception | None = None
+        while True:
+            try:
+                v = fn()
+                if v:
+                    return v
+            except Exception as e:  # noqa: BLE001 - retried until the deadline
+                last_exc = e
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                                   + (f" (last error: {last_exc})" if last_exc else ""))
+            time.sleep(interval)
+
+    def wait_pod_phase(self, ns: str, pod: str, phases=("Succeeded", "Failed"), timeout: float = 60):
+        if isinstance(phases, str):
+            phases = (phases,)
+
+        def check():
+            p = self.core.read_namespaced_pod(pod, ns)
+            return p if p.status.phase in phases else None
+        return self.wait_for(check, timeout, what=f"pod {ns}/{pod} phase in {phases}")
+
+    def apply_crds(self, directory: str, timeout: float = 60) -> list[str]:
+        files = sorted(glob.glob(os.path.join(directory, "*.yaml")) + glob.glob(os.path.join(directory, "*.yml")))
+        names = []
+        for f in files:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", f)
+            out = self.kubectl("get", "-f", f, "-o", "json").stdout
+            doc = json.loads(out)
+            for item in doc.get("items", [doc]):
+                if item.get("kind") == "CustomResourceDefinition":
+                    names.append(item["metadata"]["name"])
+        if names:
+            self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s",
+                         *[f"crd/{n}" for n in names], timeout=timeout + 10)
+        return names
+
+
+def _run_cluster(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, CLUSTER, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _state() -> dict:
+    d = os.environ.get("DIAL_CLUSTER_DIR")
+    if not d:
+        import hashlib
+        import tempfile
+        d = os.path.join(tempfile.gettempdir(), f"dial-cluster-{hashlib.sha256(REPO.encode()).hexdigest()[:8]}")
+    with open(os.path.join(d, "state.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    started = False
+    if _run_cluster("env", timeout=30).returncode != 0:
+        r = _run_cluster("up")
+        if r.returncode != 0:
+            pytest.fail(f"hack/cluster up failed:\n{r.stderr[-6000:]}", pytrace=False)
+        started = True
+    c = Cluster(_state())
+    old = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = c.kubeconfig
+    crds = os.path.join(REPO, "crds")
+    try:
+        if os.path.isdir(crds):
+            c.apply_crds(crds)
+        yield c
+    finally:
+        if old is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = old
+        if started and os.environ.get("DIAL_KEEP_CLUSTER") != "1":
+            _run_cluster("down", timeout=120)
+
+
+@pytest.fixture
+def namespace(cluster):
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    # the serviceaccount controller creates "default" shortly after
+    cluster.wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
+                     30, what=f"default ServiceAccount in {name}")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,274 @@
+"""The local control plane is real: real Job controller, garbage collector, scheduler, RBAC and
+CRD validation, with the node agent running pods as local processes."""
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+
+def job_manifest(name: str, code: str, **pod_extra) -> str:
+    pod_spec = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 5,
+        "containers": [{"name": "main", "image": "python:3.11-slim", "command": ["python", "-c", code]}],
+    }
+    pod_spec.update(pod_extra)
+    return yaml.safe_dump({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}},
+    })
+
+
+def job_pods(cluster, ns: str, job: str):
+    return cluster.core.list_namespaced_pod(ns, label_selector=f"job-name={job}").items
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_job_completes_and_output_is_readable(cluster, namespace):
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=job_manifest(
+        "hello", "import os, sys; print('hello from', os.environ['HOSTNAME'], sys.version_info[0])"))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Complete", "job/hello", "--timeout=60s", timeout=70)
+    job = cluster.batch.read_namespaced_job("hello", namespace)
+    assert job.status.succeeded == 1
+    [pod] = job_pods(cluster, namespace, "hello")
+    assert pod.status.phase == "Succeeded"
+    term = pod.status.container_statuses[0].state.terminated
+    assert term.exit_code == 0 and term.reason == "Completed"
+    assert cluster.pod_log(namespace, pod.metadata.name) == f"hello from {pod.metadata.name} 3\n"
+    # and through the API server -> kubelet endpoint of the node agent
+    out = cluster.kubectl("logs", "-n", namespace, "job/hello").stdout
+    assert out == f"hello from {pod.metadata.name} 3\n"
+
+
+def test_failed_job_reports_exit_code(cluster, namespace):
+    cluster.apply(job_manifest("boom", "import sys; print('bad'); sys.exit(3)").replace(
+        "name: boom\n", f"name: boom\n  namespace: {namespace}\n", 1))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Failed", "job/boom", "--timeout=60s", timeout=70)
+    [pod] = job_pods(cluster, namespace, "boom")
+    assert pod.status.phase == "Failed"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 3
+
+
+def test_delete_job_background_terminates_process(cluster, namespace):
+    code = textwrap.dedent("""
+        import os, signal, sys, time
+        def bye(*_):
+            print('got SIGTERM', flush=True); sys.exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        print('pid', os.getpid(), flush=True)
+        time.sleep(600)
+    """)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=job_manifest("sleeper", code))
+    pod = cluster.wait_for(lambda: [p for p in job_pods(cluster, namespace, "sleeper") if p.status.phase == "Running"],
+                           30, what="sleeper pod Running")[0]
+    name = pod.metadata.name
+    log = cluster.wait_for(lambda: cluster.pod_log(namespace, name), 15, what="pid in log")
+    pid = int(log.split()[1])
+    assert pid_alive(pid)
+    cluster.kubectl("delete", "-n", namespace, "job/sleeper", "--cascade=background", "--wait=false")
+    # the real garbage collector deletes the pod, the node agent stops the process
+    cluster.wait_for(lambda: not pid_alive(pid), 30, what="pod process gone")
+    cluster.wait_for(lambda: not job_pods(cluster, namespace, "sleeper"), 30, what="pod object deleted")
+    assert "got SIGTERM" in cluster.pod_log(namespace, name)
+
+
+def test_grace_period_then_sigkill(cluster, namespace):
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring', flush=True); time.sleep(600)"
+    cluster.apply(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stubborn", "namespace": namespace},
+        "spec": {"terminationGracePeriodSeconds": 2, "restartPolicy": "Never",
+                 "containers": [{"name": "main", "image": "x", "command": ["python", "-c", code]}]}}))
+    cluster.wait_pod_phase(namespace, "stubborn", "Running", 30)
+    cluster.wait_for(lambda: "ignoring" in cluster.pod_log(namespace, "stubborn"), 15)
+    t0 = time.monotonic()
+    cluster.kubectl("delete", "pod", "-n", namespace, "stubborn", "--wait=true", "--timeout=30s", timeout=40)
+    assert 1.5 < time.monotonic() - t0 < 20
+
+
+def test_garbage_collector_removes_dependents(cluster, namespace):
+    owner = cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    for i in range(2):
+        cluster.core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": f"dependent-{i}", "ownerReferences": [ref]}})
+    cluster.kubectl("delete", "-n", namespace, "configmap/owner", "--cascade=background")
+
+    def gone():
+        names = {c.metadata.name for c in cluster.core.list_namespaced_config_map(namespace).items}
+        return not names & {"dependent-0", "dependent-1"}
+    cluster.wait_for(gone, 30, what="dependents collected")
+
+
+def gpu_pod(name: str, ns: str, gpus: int, code: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": "trainer", "command": ["python", "-c", code],
+            "resources": {"limits": {"nvidia.com/gpu": gpus}}}]},
+    }
+
+
+def test_gpu_scheduling_and_isolation(cluster, namespace):
+    cluster.core.create_namespaced_pod(namespace, gpu_pod("too-big", namespace, 3, "print('never')"))
+
+    def unschedulable():
+        p = cluster.core.read_namespaced_pod("too-big", namespace)
+        return [c for c in p.status.conditions or [] if c.type == "PodScheduled" and c.reason == "Unschedulable"]
+    [cond] = cluster.wait_for(unschedulable, 30, what="too-big Unschedulable")
+    assert "nvidia.com/gpu" in cond.message
+    p = cluster.core.read_namespaced_pod("too-big", namespace)
+    assert p.status.phase == "Pending" and not p.spec.node_name
+
+    code = "import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(600)"
+    for n in ("gpu-a", "gpu-b"):
+        cluster.core.create_namespaced_pod(namespace, gpu_pod(n, namespace, 1, code))
+    for n in ("gpu-a", "gpu-b"):
+        cluster.wait_pod_phase(namespace, n, "Running", 30)
+    a, b = (cluster.wait_for(lambda n=n: cluster.pod_log(namespace, n).strip(), 15) for n in ("gpu-a", "gpu-b"))
+    assert {a, b} == {"0", "1"}
+    cluster.kubectl("delete", "pod", "-n", namespace, "gpu-a", "gpu-b", "too-big", "--timeout=30s", timeout=40)
+
+
+RBAC_CHECK = textwrap.dedent("""
+    import os, sys
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+    config.load_kube_config()
+    try:
+        n = len(client.CoreV1Api().list_namespaced_config_map(os.environ['NS']).items)
+        print('OK', n)
+    except ApiException as e:
+        print('STATUS', e.status, e.body, flush=True)
+        sys.exit(3)
+""")
+
+
+def rbac_pod(name: str, ns: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+        "spec": {"restartPolicy": "Never", "serviceAccountName": "reader", "containers": [{
+            "name": "main", "image": "client", "command": ["python", "-c", RBAC_CHECK],
+            "env": [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]},
+    }
+
+
+def test_service_account_rbac(cluster, namespace):
+    cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    cluster.core.create_namespaced_pod(namespace, rbac_pod("denied", namespace))
+    pod = cluster.wait_pod_phase(namespace, "denied", timeout=60)
+    out = cluster.pod_log(namespace, "denied")
+    assert pod.status.phase == "Failed", out
+    assert "STATUS 403" in out and f"system:serviceaccount:{namespace}:reader" in out, out
+
+    cluster.kubectl("create", "role", "cm-reader", "--verb=list", "--resource=configmaps", "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "cm-reader", "--role=cm-reader",
+                    f"--serviceaccount={namespace}:reader", "-n", namespace)
+    cluster.core.create_namespaced_pod(namespace, rbac_pod("allowed", namespace))
+    pod = cluster.wait_pod_phase(namespace, "allowed", timeout=60)
+    out = cluster.pod_log(namespace, "allowed")
+    assert pod.status.phase == "Succeeded", out
+    assert out.startswith("OK "), out
+
+
+WIDGET_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.test.dial.dev}
+spec:
+  group: test.dial.dev
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+"""
+
+
+def test_crd_schema_rejects_at_api_server(cluster, namespace):
+    cluster.apply(WIDGET_CRD)
+    cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.test.dial.dev", "--timeout=30s")
+    ok = cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False,
+                         input="apiVersion: test.dial.dev/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 2}\n")
+    assert ok.returncode == 0, ok.stderr
+    bad = cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False,
+                          input="apiVersion: test.dial.dev/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n")
+    assert bad.returncode != 0
+    assert "spec.size" in bad.stderr and "should be greater than or equal to 1" in bad.stderr, bad.stderr
+
+
+def test_dial_crds_are_established(cluster):
+    crds = json.loads(cluster.kubectl("get", "crd", "-o", "json").stdout)["items"]
+    names = {c["metadata"]["name"] for c in crds}
+    if not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "..", "crds")):
+        pytest.skip("no crds/ directory yet")
+    assert {"experiments.dial.dev", "trials.dial.dev"} <= names
+
+
+def test_init_containers_sidecar_and_empty_dir(cluster, namespace):
+    """Plain init containers run in order; a native sidecar runs alongside the main container,
+    shares an emptyDir with it, and is stopped when the main container is done."""
+    sidecar = textwrap.dedent("""
+        import os, signal, sys, time
+        signal.signal(signal.SIGTERM, lambda *_: (print('sidecar stopped', flush=True), sys.exit(0)))
+        open('/shared/sidecar.txt', 'w').write('from sidecar')
+        while True:
+            time.sleep(0.1)
+    """)
+    main = textwrap.dedent("""
+        import os, time
+        for _ in range(100):
+            if os.path.exists('/shared/sidecar.txt'):
+                break
+            time.sleep(0.1)
+        print(open('/shared/init.txt').read(), open('/shared/sidecar.txt').read(), os.environ['POD'], os.getcwd() == os.environ['WD'])
+    """)
+    mount = [{"name": "shared", "mountPath": "/shared"}]
+    cluster.core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sidecars", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "initContainers": [
+                {"name": "first", "image": "x", "volumeMounts": mount,
+                 "command": ["python", "-c", "open('/shared/init.txt', 'w').write('init1')"]},
+                {"name": "second", "image": "x", "volumeMounts": mount,
+                 "command": ["python", "-c", "open('/shared/init.txt', 'a').write('+init2')"]},
+                {"name": "collector", "image": "x", "restartPolicy": "Always", "volumeMounts": mount,
+                 "command": ["python", "-c", sidecar]},
+            ],
+            "containers": [{"name": "main", "image": "x", "volumeMounts": mount, "workingDir": "/shared/work",
+                            "command": ["python", "-c", main],
+                            "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                    {"name": "WD", "value": "/shared/work"}]}],
+        }})
+    pod = cluster.wait_pod_phase(namespace, "sidecars", timeout=60)
+    assert pod.status.phase == "Succeeded", cluster.pod_log(namespace, "sidecars", "main")
+    assert cluster.pod_log(namespace, "sidecars", "main") == "init1+init2 from sidecar sidecars True\n"
+    assert "sidecar stopped" in cluster.pod_log(namespace, "sidecars", "collector")
+    states = {s.name: s.state.terminated.exit_code for s in pod.status.init_container_statuses}
+    assert states == {"first": 0, "second": 0, "collector": 0}
