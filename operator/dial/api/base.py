@@ -1,0 +1,26 @@
+"""The base model every API object derives from: camelCase in YAML, snake_case in Python."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "dial.dev"
+API_VERSION = "v1alpha1"
+
+
+class ApiModel(BaseModel):
+    """Strict on input (unknown fields are errors), camelCase on the wire."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-able dict as it appears in YAML and in the Kubernetes API."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,236 @@
+"""The Experiment resource: what to tune, how to search, how to run and read a trial."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from dial.api.base import API_GROUP, API_VERSION, ApiModel
+from dial.api.space import ParameterSpec, ParameterValue
+
+
+class ObjectiveType(str, Enum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
+class MetricStrategy(str, Enum):
+    """Which value of a trial's curve counts as its objective."""
+
+    best = "best"
+    latest = "latest"
+
+
+class ObjectiveSpec(ApiModel):
+    type: ObjectiveType
+    metric_name: Annotated[str, Field(min_length=1)]
+    goal: float | None = None
+    additional_metric_names: list[str] = Field(default_factory=list)
+    metric_strategy: MetricStrategy = MetricStrategy.best
+
+    def is_better(self, a: float, b: float) -> bool:
+        """True when objective value `a` is strictly better than `b`."""
+        return a < b if self.type is ObjectiveType.minimize else a > b
+
+    def loss(self, value: float) -> float:
+        """The value as a quantity to minimise (strategies always minimise)."""
+        return value if self.type is ObjectiveType.minimize else -value
+
+    def reaches_goal(self, value: float) -> bool:
+        if self.goal is None:
+            return False
+        return value <= self.goal if self.type is ObjectiveType.minimize else value >= self.goal
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [self.metric_name, *[m for m in self.additional_metric_names if m != self.metric_name]]
+
+
+class AlgorithmSpec(ApiModel):
+    """A search strategy by name; `settings` are checked against that strategy's typed settings."""
+
+    name: Annotated[str, Field(min_length=1)]
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class EarlyStoppingSpec(ApiModel):
+    """A stop rule by name; `settings` are checked against that rule's typed settings."""
+
+    name: Annotated[str, Field(min_length=1)]
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class CollectorKind(str, Enum):
+    stdout = "StdOut"
+    file = "File"
+
+
+class MetricsFormat(str, Enum):
+    text = "TEXT"
+    json = "JSON"
+
+
+class MetricsCollectorSpec(ApiModel):
+    """Where a trial's metrics are read: its standard output or a file it writes, as `name=value` text or JSON lines."""
+
+    kind: CollectorKind = CollectorKind.stdout
+    format: MetricsFormat = MetricsFormat.text
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> "MetricsCollectorSpec":
+        if self.kind is CollectorKind.file and not self.path:
+            raise ValueError("path: required when kind is File")
+        return self
+
+
+class TrialParameterSpec(ApiModel):
+    """A placeholder `${trialParameters.<name>}` in the template and the experiment parameter it takes (Katib)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    reference: str | None = None
+    description: str | None = None
+
+
+PLACEHOLDER = re.compile(r"\$\{trialParameters\.([A-Za-z0-9_.-]+)\}")
+
+
+class TrialTemplate(ApiModel):
+    """A Job manifest (or just its `spec`) with `${trialParameters.NAME}` placeholders."""
+
+    primary_container_name: str | None = None
+    trial_parameters: list[TrialParameterSpec] | None = None
+    trial_spec: dict[str, Any]
+
+    @property
+    def job_spec(self) -> dict[str, Any]:
+        """The Job's `spec`, whether the user gave a whole Job or only its spec."""
+        return self.trial_spec.get("spec", self.trial_spec) if "template" not in self.trial_spec else self.trial_spec
+
+    def placeholders(self) -> set[str]:
+        return set(PLACEHOLDER.findall(_flatten_strings(self.trial_spec)))
+
+
+def _flatten_strings(obj: Any) -> str:
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, dict):
+        return "\n".join(_flatten_strings(v) for v in obj.values())
+    if isinstance(obj, list):
+        return "\n".join(_flatten_strings(v) for v in obj)
+    return ""
+
+
+class ExperimentSpec(ApiModel):
+    objective: ObjectiveSpec
+    parameters: Annotated[list[ParameterSpec], Field(min_length=1)]
+    algorithm: AlgorithmSpec = Field(default_factory=lambda: AlgorithmSpec(name="random"))
+    parallel_trial_count: Annotated[int, Field(ge=1)] = 1
+    max_trial_count: Annotated[int, Field(ge=1)] = 10
+    max_failed_trial_count: Annotated[int, Field(ge=0)] | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+    metrics_collector: MetricsCollectorSpec = Field(default_factory=MetricsCollectorSpec)
+    trial_template: TrialTemplate
+    seed: int = 0
+    suspend: bool = False
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "ExperimentSpec":
+        seen: set[str] = set()
+        for i, p in enumerate(self.parameters):
+            if p.name in seen:
+                raise ValueError(f"parameters[{i}].name: {p.name!r} is declared twice")
+            seen.add(p.name)
+        return self
+
+    def parameter(self, name: str) -> ParameterSpec:
+        return next(p for p in self.parameters if p.name == name)
+
+
+class ExperimentPhase(str, Enum):
+    pending = "Pending"
+    running = "Running"
+    suspended = "Suspended"
+    succeeded = "Succeeded"
+    failed = "Failed"
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition: type, status, reason, message."""
+
+    type: str
+    status: str = "True"
+    reason: str
+    message: str = ""
+    last_transition_time: datetime | None = None
+
+
+class BestTrial(ApiModel):
+    name: str
+    parameters: dict[str, ParameterValue]
+    objective: float
+
+
+class TrialCounts(ApiModel):
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    early_stopped: int = 0
+    metrics_unavailable: int = 0
+
+    @property
+    def active(self) -> int:
+        return self.pending + self.running
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.early_stopped + self.metrics_unavailable
+
+
+class ExperimentStatus(ApiModel):
+    phase: ExperimentPhase = ExperimentPhase.pending
+    conditions: list[Condition] = Field(default_factory=list)
+    trials: TrialCounts = Field(default_factory=TrialCounts)
+    trials_created: int = 0
+    trials_done: int = 0
+    progress: str = "0/0"
+    best_trial: BestTrial | None = None
+    best_objective: float | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+
+
+class ObjectMeta(ApiModel):
+    """The part of Kubernetes metadata Dial reads; the rest is kept as-is by the API server."""
+
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)]
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class Experiment(ApiModel):
+    api_version: str = f"{API_GROUP}/{API_VERSION}"
+    kind: str = "Experiment"
+    metadata: ObjectMeta
+    spec: ExperimentSpec
+    status: ExperimentStatus = Field(default_factory=ExperimentStatus)
+
+    @model_validator(mode="after")
+    def _kind(self) -> "Experiment":
+        if self.api_version != f"{API_GROUP}/{API_VERSION}":
+            raise ValueError(f"apiVersion: expected {API_GROUP}/{API_VERSION}, got {self.api_version!r}")
+        if self.kind != "Experiment":
+            raise ValueError(f"kind: expected Experiment, got {self.kind!r}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

@@ -1,0 +1,84 @@
+"""Search-space declarations: parameters and their feasible spaces (Katib's names)."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from dial.api.base import ApiModel
+
+ParameterValue = float | int | str
+ValueList = list[float | str]
+
+
+class ParameterType(str, Enum):
+    double = "double"
+    int = "int"
+    categorical = "categorical"
+    discrete = "discrete"
+
+
+class Scale(str, Enum):
+    linear = "linear"
+    log = "log"
+
+
+class FeasibleSpace(ApiModel):
+    """Bounds (`min`/`max`, optional `step`) or an explicit `list` of values."""
+
+    min: float | None = None
+    max: float | None = None
+    step: Annotated[float, Field(gt=0)] | None = None
+    list: Annotated[ValueList, Field(min_length=1)] | None = None
+    scale: Scale = Scale.linear
+
+
+class ParameterSpec(ApiModel):
+    """One tunable parameter."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=63)]
+    type: ParameterType
+    feasible_space: FeasibleSpace
+
+    @model_validator(mode="after")
+    def _check_space(self) -> "ParameterSpec":
+        space = self.feasible_space
+        if self.type in (ParameterType.categorical, ParameterType.discrete):
+            if space.list is None:
+                raise ValueError(f"feasibleSpace.list: a {self.type.value} parameter needs a non-empty list of values")
+            if len(set(map(str, space.list))) != len(space.list):
+                raise ValueError("feasibleSpace.list: values must be distinct")
+            if self.type is ParameterType.discrete:
+                if any(isinstance(v, str) for v in space.list):
+                    raise ValueError("feasibleSpace.list: a discrete parameter takes numbers only (use categorical for strings)")
+                if space.scale is Scale.log and min(space.list) <= 0:  # type: ignore[type-var]
+                    raise ValueError("feasibleSpace.list: log scale needs every value > 0")
+            else:
+                space.list = [str(v) for v in space.list]
+            return self
+        if space.list is not None:
+            raise ValueError(f"feasibleSpace.list: a {self.type.value} parameter takes min/max, not a list")
+        if space.min is None or space.max is None:
+            missing = "min" if space.min is None else "max"
+            raise ValueError(f"feasibleSpace.{missing}: required for a {self.type.value} parameter")
+        if not (math.isfinite(space.min) and math.isfinite(space.max)):
+            raise ValueError("feasibleSpace: min and max must be finite numbers")
+        if space.min > space.max:
+            raise ValueError(f"feasibleSpace.min: {space.min:g} is greater than max {space.max:g}")
+        if space.scale is Scale.log and space.min <= 0:
+            raise ValueError(f"feasibleSpace.min: log scale needs min > 0 (got {space.min:g})")
+        if self.type is ParameterType.int:
+            if space.min != int(space.min) or space.max != int(space.max):
+                raise ValueError("feasibleSpace: an int parameter needs whole-number min and max")
+            if space.step is not None and space.step != int(space.step):
+                raise ValueError("feasibleSpace.step: an int parameter needs a whole-number step")
+        if space.step is not None and space.scale is Scale.log:
+            raise ValueError("feasibleSpace.step: a step cannot be combined with log scale (use a discrete list)")
+        return self
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type is not ParameterType.categorical

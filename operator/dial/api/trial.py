@@ -1,0 +1,121 @@
+"""The Trial resource: one assignment of parameters, its run and what it reported."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import Enum
+from typing import Annotated
+
+from pydantic import Field
+
+from dial.api.base import API_GROUP, API_VERSION, ApiModel
+from dial.api.experiment import ObjectiveSpec, ObjectMeta, MetricStrategy
+from dial.api.space import ParameterValue
+
+CURVE_MAX_POINTS = 200
+
+
+class TrialPhase(str, Enum):
+    pending = "Pending"
+    running = "Running"
+    succeeded = "Succeeded"
+    failed = "Failed"
+    early_stopped = "EarlyStopped"
+    metrics_unavailable = "MetricsUnavailable"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (TrialPhase.pending, TrialPhase.running)
+
+
+class CurvePoint(ApiModel):
+    step: float
+    value: float
+
+
+class MetricObservation(ApiModel):
+    """Everything seen of one metric: latest, extremes and a bounded learning curve."""
+
+    name: str
+    latest: float
+    min: float
+    max: float
+    n_points: int = 0
+    curve: list[CurvePoint] = Field(default_factory=list)
+
+    def record(self, step: float, value: float, *, max_points: int = CURVE_MAX_POINTS) -> None:
+        self.latest = value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+        self.n_points += 1
+        self.curve.append(CurvePoint(step=step, value=value))
+        if len(self.curve) > max_points:
+            self.curve = thin_curve(self.curve, max_points)
+
+
+def thin_curve(curve: list[CurvePoint], max_points: int) -> list[CurvePoint]:
+    """Halve the resolution of the older points, always keeping the first and the latest."""
+    keep_tail = max_points // 2
+    head, tail = curve[:-keep_tail], curve[-keep_tail:]
+    return [*head[::2], *tail][-max_points:] if len(head) > 1 else curve[-max_points:]
+
+
+class TrialSpec(ApiModel):
+    experiment: str
+    index: Annotated[int, Field(ge=0)]
+    parameter_assignments: dict[str, ParameterValue]
+
+
+class TrialStatus(ApiModel):
+    phase: TrialPhase = TrialPhase.pending
+    reason: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+    observations: list[MetricObservation] = Field(default_factory=list)
+    objective: float | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    stop_reason: str | None = None
+    stop_message: str | None = None
+
+    def observation(self, name: str) -> MetricObservation | None:
+        return next((o for o in self.observations if o.name == name), None)
+
+    def record(self, name: str, step: float, value: float) -> None:
+        obs = self.observation(name)
+        if obs is None:
+            obs = MetricObservation(name=name, latest=value, min=value, max=value)
+            self.observations.append(obs)
+        obs.record(step, value)
+
+    def update_objective(self, objective: ObjectiveSpec) -> None:
+        """Derive the trial's objective value from its observations."""
+        obs = self.observation(objective.metric_name)
+        if obs is None or not math.isfinite(obs.latest):
+            self.objective = None
+        elif objective.metric_strategy is MetricStrategy.latest:
+            self.objective = obs.latest
+        else:
+            self.objective = obs.min if objective.type.value == "minimize" else obs.max
+
+
+class Trial(ApiModel):
+    api_version: str = f"{API_GROUP}/{API_VERSION}"
+    kind: str = "Trial"
+    metadata: ObjectMeta
+    spec: TrialSpec
+    status: TrialStatus = Field(default_factory=TrialStatus)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def phase(self) -> TrialPhase:
+        return self.status.phase
+
+
+def trial_name(experiment: str, index: int) -> str:
+    """Deterministic, so creating a trial twice is idempotent."""
+    return f"{experiment}-{index:04d}" if index < 10000 else f"{experiment}-{index}"

@@ -1,0 +1,129 @@
+"""The `dial` command: run | crds | validate (and, with the operator, operator | collect)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dial.api.experiment import Experiment, ExperimentPhase
+from dial.engine import ExperimentError, load_experiment
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+DEFAULT_RESULTS_DIR = Path("dial-results")
+
+
+def _load(path: Path) -> Experiment:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ExperimentError([], str(path)) from exc
+    return load_experiment(text, str(path))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dial.local.display import Display
+    from dial.local.results import default_output_dir, latest_output_dir, load_results
+    from dial.local.runner import LocalRunner, check_runnable, utcnow
+
+    experiment = _load(args.experiment)
+    check_runnable(experiment)
+    trials = []
+    if args.resume:
+        output = args.output or latest_output_dir(DEFAULT_RESULTS_DIR, experiment.name)
+        if output is None or not (output / "results.json").exists():
+            where = output or f"{DEFAULT_RESULTS_DIR}/{experiment.name}-*"
+            print(f"dial run: --resume: no earlier results found in {where}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        previous, trials = load_results(output)
+        experiment.status = previous.status
+        print(f"resuming {experiment.name} in {output}: {len(trials)} trials already recorded")
+    else:
+        output = args.output or default_output_dir(DEFAULT_RESULTS_DIR, experiment.name, utcnow())
+        if (output / "results.json").exists():
+            print(f"dial run: {output} already holds results; pass --resume to continue them "
+                  "or choose another --output", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    runner = LocalRunner(experiment, output, base_dir=Path.cwd(), trials=trials,
+                         display=Display(live=None if args.live is None else args.live),
+                         grace_seconds=args.grace_period)
+    try:
+        final = runner.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: observations kept in {output}; continue with "
+              f"`dial run {args.experiment} --output {output} --resume`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    status = final.status
+    print(f"\n{experiment.name}: {status.phase.value} ({status.conditions[0].reason}: {status.conditions[0].message})")
+    if status.best_trial is not None:
+        params = ", ".join(f"{k}={v}" for k, v in status.best_trial.parameters.items())
+        print(f"best trial {status.best_trial.name}: {experiment.spec.objective.metric_name}="
+              f"{status.best_trial.objective:.6g} with {params}")
+    print(f"results: {output}/results.json and {output}/trials.csv")
+    return 0 if status.phase is ExperimentPhase.succeeded else EXIT_FAILED
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from dial.api.crds import render_crds, write_crds
+
+    if args.check:
+        stale = [name for name, text in render_crds().items()
+                 if not (args.directory / name).exists() or (args.directory / name).read_text() != text]
+        if stale:
+            print(f"stale CRDs in {args.directory}: {', '.join(stale)}; run `dial crds`", file=sys.stderr)
+            return EXIT_FAILED
+        return 0
+    for path in write_crds(args.directory):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    experiment = _load(args.experiment)
+    print(f"{args.experiment}: experiment {experiment.name!r} is valid "
+          f"({len(experiment.spec.parameters)} parameters, algorithm {experiment.spec.algorithm.name})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment with local processes, no cluster")
+    run.add_argument("experiment", type=Path, help="experiment YAML file")
+    run.add_argument("--output", "-o", type=Path, default=None,
+                     help=f"results directory (default: {DEFAULT_RESULTS_DIR}/<name>-<time>)")
+    run.add_argument("--resume", action="store_true", help="continue an earlier run (the latest one, or --output)")
+    run.add_argument("--grace-period", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    live = run.add_mutually_exclusive_group()
+    live.add_argument("--live", dest="live", action="store_true", default=None, help="always show the live table")
+    live.add_argument("--no-live", dest="live", action="store_false", help="print one line per event")
+    run.set_defaults(handler=cmd_run)
+
+    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
+    crds.add_argument("directory", type=Path, nargs="?", default=Path("crds"))
+    crds.add_argument("--check", action="store_true", help="exit 1 when the directory is stale")
+    crds.set_defaults(handler=cmd_crds)
+
+    validate = sub.add_parser("validate", help="check an experiment file without running it")
+    validate.add_argument("experiment", type=Path)
+    validate.set_defaults(handler=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ExperimentError as exc:
+        if exc.__cause__ is not None and not exc.errors:
+            print(f"dial {args.command}: {exc.source}: {exc.__cause__}", file=sys.stderr)
+        else:
+            print(f"dial {args.command}: invalid experiment\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

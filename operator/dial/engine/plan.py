@@ -1,0 +1,200 @@
+"""The planning step: from an experiment and its trials, decide what happens next.
+
+Pure: no clock (the caller passes `now`), no I/O. Both backends call `plan` after every change
+and apply the result; applying the same plan twice is harmless, so a crash between planning and
+applying loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+from dial.api.experiment import BestTrial, Condition, Experiment, ExperimentPhase, ExperimentStatus, TrialCounts
+from dial.api.space import ParameterValue
+from dial.api.trial import Trial, TrialPhase, trial_name
+from dial.engine import reasons
+from dial.search import SearchSpace, TrialRecord, make_strategy
+from dial.stopping import make_rule
+
+_COUNT_FIELD = {
+    TrialPhase.pending: "pending",
+    TrialPhase.running: "running",
+    TrialPhase.succeeded: "succeeded",
+    TrialPhase.failed: "failed",
+    TrialPhase.early_stopped: "early_stopped",
+    TrialPhase.metrics_unavailable: "metrics_unavailable",
+}
+
+
+@dataclass(frozen=True)
+class TrialProposal:
+    index: int
+    name: str
+    assignment: dict[str, ParameterValue]
+
+
+@dataclass(frozen=True)
+class StopOrder:
+    """Stop a running trial; `reason` becomes the trial's reason once its process has ended."""
+
+    name: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    phase: ExperimentPhase
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    create: list[TrialProposal] = field(default_factory=list)
+    stop: list[StopOrder] = field(default_factory=list)
+    finish: Finish | None = None
+    status: ExperimentStatus = field(default_factory=ExperimentStatus)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finish is not None
+
+
+def history(experiment: Experiment, trials: Sequence[Trial]) -> list[TrialRecord]:
+    """Trials as a strategy sees them: losses to minimise; failures finished without a loss."""
+    objective = experiment.spec.objective
+    records = []
+    for t in sorted(trials, key=lambda t: t.spec.index):
+        finished = t.phase.is_terminal
+        loss = objective.loss(t.status.objective) if finished and t.status.objective is not None else None
+        records.append(TrialRecord(t.spec.index, dict(t.spec.parameter_assignments), loss, finished))
+    return records
+
+
+def best_trial(experiment: Experiment, trials: Sequence[Trial]) -> Trial | None:
+    objective = experiment.spec.objective
+    best = None
+    for t in trials:
+        if t.phase is TrialPhase.succeeded and t.status.objective is not None:
+            if best is None or objective.is_better(t.status.objective, best.status.objective):  # type: ignore[arg-type]
+                best = t
+    return best
+
+
+def count(trials: Sequence[Trial]) -> TrialCounts:
+    counts = TrialCounts()
+    for t in trials:
+        name = _COUNT_FIELD[t.phase]
+        setattr(counts, name, getattr(counts, name) + 1)
+    return counts
+
+
+def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> Plan:
+    spec = experiment.spec
+    counts = count(trials)
+    active = [t for t in trials if not t.phase.is_terminal]
+    budget_used = sum(1 for t in trials if t.status.reason not in reasons.NOT_COUNTED or not t.phase.is_terminal)
+    n_failed = counts.failed + counts.metrics_unavailable
+    best = best_trial(experiment, trials)
+    result = Plan()
+
+    finish: Finish | None = None
+    stop_all_reason: str | None = None
+    if spec.suspend:
+        stop_all_reason = reasons.SUSPENDED
+    elif spec.max_failed_trial_count is not None and n_failed > spec.max_failed_trial_count:
+        finish = Finish(ExperimentPhase.failed, reasons.MAX_FAILED_REACHED,
+                        f"{n_failed} trials failed, more than maxFailedTrialCount {spec.max_failed_trial_count}")
+    elif best is not None and spec.objective.reaches_goal(best.status.objective):  # type: ignore[arg-type]
+        finish = Finish(ExperimentPhase.succeeded, reasons.GOAL_REACHED,
+                        f"trial {best.name} reached {spec.objective.metric_name}={best.status.objective:.6g} "
+                        f"(goal {spec.objective.goal:g})")
+    elif budget_used >= spec.max_trial_count and not active:
+        finish = Finish(ExperimentPhase.succeeded, reasons.MAX_TRIALS_REACHED,
+                        f"{budget_used} of maxTrialCount {spec.max_trial_count} trials ran")
+    if finish is not None:
+        stop_all_reason = reasons.EXPERIMENT_FINISHED
+
+    if stop_all_reason is not None:
+        message = "experiment suspended" if stop_all_reason == reasons.SUSPENDED else f"experiment finished: {finish.reason}"  # type: ignore[union-attr]
+        result.stop = [StopOrder(t.name, stop_all_reason, message) for t in active]
+    else:
+        result.stop = _rule_stops(experiment, trials, active)
+        n_new = min(spec.parallel_trial_count - len(active), spec.max_trial_count - budget_used)
+        if n_new > 0:
+            result.create = _propose(experiment, trials, n_new)
+            if not result.create and not active:
+                finish = Finish(ExperimentPhase.succeeded, reasons.SPACE_EXHAUSTED,
+                                f"{spec.algorithm.name} has no untried assignment left after {len(trials)} trials")
+
+    result.finish = finish
+    result.status = _status(experiment, trials, counts, best, finish, budget_used, len(result.create), now)
+    return result
+
+
+def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequence[Trial]) -> list[StopOrder]:
+    orders = [StopOrder(t.name, t.status.stop_reason, t.status.stop_message or "")
+              for t in active if t.status.stop_reason is not None]
+    if experiment.spec.early_stopping is None:
+        return orders
+    rule = make_rule(experiment.spec.early_stopping.name, experiment.spec.early_stopping.settings,
+                     experiment.spec.objective)
+    finished = [t for t in trials if t.phase.is_terminal]
+    for t in active:
+        if t.phase is TrialPhase.running and t.status.stop_reason is None:
+            decision = rule.check(t, finished)
+            if decision is not None:
+                orders.append(StopOrder(t.name, decision.rule, decision.message))
+    return orders
+
+
+def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[TrialProposal]:
+    spec = experiment.spec
+    space = SearchSpace.from_parameters(spec.parameters)
+    strategy = make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed)
+    past = history(experiment, trials)
+    start = max((t.spec.index for t in trials), default=-1) + 1
+    return [TrialProposal(start + i, trial_name(experiment.name, start + i), a)
+            for i, a in enumerate(strategy.propose(past, n))]
+
+
+def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts, best: Trial | None,
+            finish: Finish | None, budget_used: int, n_new: int, now: datetime) -> ExperimentStatus:
+    spec = experiment.spec
+    previous = experiment.status
+    counts.pending += n_new
+    status = ExperimentStatus(
+        trials=counts,
+        trials_created=len(trials) + n_new,
+        trials_done=counts.done,
+        progress=f"{counts.done}/{spec.max_trial_count}",
+        start_time=previous.start_time or now,
+    )
+    if best is not None:
+        status.best_trial = BestTrial(name=best.name, parameters=dict(best.spec.parameter_assignments),
+                                      objective=best.status.objective)  # type: ignore[arg-type]
+        status.best_objective = best.status.objective
+    if finish is not None:
+        status.phase = finish.phase
+        condition = Condition(type=finish.phase.value, reason=finish.reason, message=finish.message)
+        status.completion_time = previous.completion_time if previous.phase is finish.phase and previous.completion_time else now
+    elif spec.suspend:
+        status.phase = ExperimentPhase.suspended
+        condition = Condition(type="Suspended", reason=reasons.SUSPENDED, message="spec.suspend is true: no trial runs")
+    else:
+        status.phase = ExperimentPhase.running
+        condition = Condition(type="Running", reason=reasons.RUNNING,
+                              message=f"{counts.active} running or pending, {budget_used + n_new} of {spec.max_trial_count} started")
+    condition.last_transition_time = _transition_time(previous.conditions, condition, now)
+    status.conditions = [condition]
+    return status
+
+
+def _transition_time(previous: list[Condition], current: Condition, now: datetime) -> datetime:
+    for c in previous:
+        if c.type == current.type and c.reason == current.reason and c.last_transition_time:
+            return c.last_transition_time
+    return now

@@ -1,0 +1,20 @@
+"""Reason codes that appear in statuses, conditions and events (CamelCase, as Kubernetes does)."""
+
+GOAL_REACHED = "GoalReached"
+MAX_TRIALS_REACHED = "MaxTrialCountReached"
+MAX_FAILED_REACHED = "MaxFailedTrialCountReached"
+SPACE_EXHAUSTED = "SearchSpaceExhausted"
+INVALID_SPEC = "InvalidSpec"
+SUSPENDED = "Suspended"
+RUNNING = "TrialsRunning"
+
+OBJECTIVE_NOT_FINITE = "ObjectiveNotFinite"
+EXPERIMENT_FINISHED = "ExperimentFinished"
+INTERRUPTED = "Interrupted"
+TRAINING_FAILED = "TrainingFailed"
+TRAINING_SUCCEEDED = "TrainingSucceeded"
+METRICS_UNAVAILABLE = "MetricsUnavailable"
+
+# Trials stopped for these reasons were cut short by the user or the experiment, not by their
+# own merit: they do not use up the trial budget.
+NOT_COUNTED = frozenset({SUSPENDED, INTERRUPTED})

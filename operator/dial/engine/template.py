@@ -1,0 +1,65 @@
+"""Render a trial's Job spec from the experiment's template: substitute `${trialParameters.X}`."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from dial.api.experiment import Experiment, TrialTemplate
+from dial.api.space import ParameterValue
+
+_PLACEHOLDER = re.compile(r"\$\{(trialParameters|trialSpec)\.([A-Za-z0-9_.-]+)\}")
+
+
+def placeholder_references(template: TrialTemplate) -> dict[str, str]:
+    """Placeholder name -> experiment parameter it stands for (Katib's trialParameters, else itself)."""
+    if template.trial_parameters is None:
+        return {name: name for name in template.placeholders()}
+    return {p.name: _strip_reference(p.reference or p.name) for p in template.trial_parameters}
+
+
+def _strip_reference(reference: str) -> str:
+    match = re.fullmatch(r"\$\{parameters\.(.+)\}", reference)
+    return match.group(1) if match else reference
+
+
+def format_value(value: ParameterValue) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def substitute(obj: Any, values: dict[str, str], meta: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        def replace(match: re.Match[str]) -> str:
+            table = values if match.group(1) == "trialParameters" else meta
+            return table.get(match.group(2), match.group(0))
+        return _PLACEHOLDER.sub(replace, obj)
+    if isinstance(obj, dict):
+        return {k: substitute(v, values, meta) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [substitute(v, values, meta) for v in obj]
+    return obj
+
+
+def render_job_spec(experiment: Experiment, trial_name: str, assignment: dict[str, ParameterValue]) -> dict[str, Any]:
+    """The Job spec for one trial, every placeholder replaced."""
+    template = experiment.spec.trial_template
+    references = placeholder_references(template)
+    values = {name: format_value(assignment[ref]) for name, ref in references.items() if ref in assignment}
+    meta = {"Name": trial_name, "Namespace": experiment.metadata.namespace or "default",
+            "Experiment": experiment.name}
+    return substitute(copy.deepcopy(template.job_spec), values, meta)
+
+
+def primary_container(job_spec: dict[str, Any], name: str | None) -> dict[str, Any]:
+    containers = job_spec.get("template", {}).get("spec", {}).get("containers", [])
+    if name is not None:
+        for container in containers:
+            if container.get("name") == name:
+                return container
+        raise KeyError(name)
+    if not containers:
+        raise KeyError("containers")
+    return containers[0]

@@ -1,0 +1,78 @@
+"""Pure transitions of one trial: creation, new observations, and its final phase."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Iterable
+
+from dial.api.experiment import Experiment, ObjectMeta
+from dial.api.space import ParameterValue
+from dial.api.trial import Trial, TrialPhase, TrialSpec, TrialStatus, trial_name
+from dial.engine import reasons
+from dial.metrics.parsing import MetricPoint
+
+OUTPUT_TAIL_CHARS = 2000
+
+
+def new_trial(experiment: Experiment, index: int, assignment: dict[str, ParameterValue]) -> Trial:
+    return Trial(
+        metadata=ObjectMeta(
+            name=trial_name(experiment.name, index),
+            namespace=experiment.metadata.namespace,
+            labels={"dial.dev/experiment": experiment.name},
+        ),
+        spec=TrialSpec(experiment=experiment.name, index=index, parameter_assignments=assignment),
+        status=TrialStatus(phase=TrialPhase.pending),
+    )
+
+
+def record_points(experiment: Experiment, trial: Trial, points: Iterable[MetricPoint]) -> int:
+    """Add observations to the trial; a non-finite objective asks for the trial to stop as Failed.
+
+    Returns how many points were recorded.
+    """
+    objective = experiment.spec.objective
+    n = 0
+    for point in points:
+        if not math.isfinite(point.value):
+            if point.name == objective.metric_name and trial.status.stop_reason is None:
+                trial.status.stop_reason = reasons.OBJECTIVE_NOT_FINITE
+                trial.status.stop_message = f"{point.name} reported {point.value} at step {point.step:g}"
+            continue
+        trial.status.record(point.name, point.step if point.step is not None else 0.0, point.value)
+        n += 1
+    trial.status.update_objective(objective)
+    return n
+
+
+def mark_running(trial: Trial, now: datetime) -> None:
+    if trial.status.phase is TrialPhase.pending:
+        trial.status.phase = TrialPhase.running
+        trial.status.start_time = trial.status.start_time or now
+
+
+def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | None, now: datetime,
+                   output_tail: str = "", failure_reason: str | None = None) -> None:
+    """Set the final phase, reason and message from how the run ended and what it reported."""
+    status = trial.status
+    status.exit_code = exit_code
+    status.completion_time = now
+    status.start_time = status.start_time or now
+    status.update_objective(experiment.spec.objective)
+    tail = output_tail[-OUTPUT_TAIL_CHARS:].strip()
+    if status.stop_reason == reasons.OBJECTIVE_NOT_FINITE:
+        status.phase, status.reason, status.message = TrialPhase.failed, status.stop_reason, status.stop_message
+    elif status.stop_reason is not None:
+        status.phase, status.reason, status.message = TrialPhase.early_stopped, status.stop_reason, status.stop_message
+    elif exit_code != 0:
+        status.phase = TrialPhase.failed
+        status.reason = failure_reason or reasons.TRAINING_FAILED
+        code = f"exit code {exit_code}" if exit_code is not None else "no exit code"
+        status.message = f"{code}; last output:\n{tail}" if tail else code
+    elif status.objective is None:
+        status.phase, status.reason = TrialPhase.metrics_unavailable, reasons.METRICS_UNAVAILABLE
+        status.message = (f"training exited 0 without reporting {experiment.spec.objective.metric_name}"
+                          + (f"; last output:\n{tail}" if tail else ""))
+    else:
+        status.phase, status.reason, status.message = TrialPhase.succeeded, reasons.TRAINING_SUCCEEDED, None

@@ -1,0 +1,141 @@
+"""Load an Experiment from YAML and check it whole, naming the field path of every problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from dial.api.experiment import Experiment
+from dial.engine.template import placeholder_references, primary_container
+from dial.search import SearchSpace, make_strategy
+from dial.stopping import make_rule
+
+
+@dataclass(frozen=True)
+class SpecError:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ExperimentError(ValueError):
+    """An experiment that cannot run, with every problem found."""
+
+    def __init__(self, errors: list[SpecError], source: str = "experiment"):
+        self.errors = errors
+        self.source = source
+        super().__init__("\n".join(f"{source}: {e}" for e in errors))
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[SpecError]:
+    errors = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        path = _path(loc)
+        message = err["msg"].removeprefix("Value error, ")
+        # Validators name a sub-field as "feasibleSpace.min: ..." - fold it into the path.
+        head, sep, rest = message.partition(": ")
+        if sep and head.replace(".", "").replace("[", "").replace("]", "").isalnum() and " " not in head:
+            path, message = f"{path}.{head}" if path else head, rest
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        errors.append(SpecError(path, message))
+    return errors
+
+
+def parse_experiment(data: Any, source: str = "experiment") -> Experiment:
+    """Validate a decoded manifest into an Experiment (fields only; see `validate_experiment`)."""
+    if not isinstance(data, dict):
+        raise ExperimentError([SpecError("", f"expected a mapping (an Experiment manifest), got {type(data).__name__}")], source)
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise ExperimentError(errors_from_validation(exc), source) from None
+
+
+def load_experiment(text: str, source: str = "experiment") -> Experiment:
+    """Parse YAML text into a runnable Experiment, or raise ExperimentError naming each problem."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ExperimentError([SpecError("", f"malformed YAML: {where}{getattr(exc, 'problem', None) or exc}")], source) from None
+    experiments = [d for d in documents if isinstance(d, dict) and d.get("kind", "Experiment") == "Experiment"]
+    if len(experiments) != 1:
+        raise ExperimentError([SpecError("", f"expected one Experiment document, found {len(experiments)}")], source)
+    experiment = parse_experiment(experiments[0], source)
+    errors = validate_experiment(experiment)
+    if errors:
+        raise ExperimentError(errors, source)
+    return experiment
+
+
+def validate_experiment(experiment: Experiment) -> list[SpecError]:
+    """Cross-field checks that the schema cannot express: settings, template, strategy vs space."""
+    spec = experiment.spec
+    errors: list[SpecError] = []
+    space = SearchSpace.from_parameters(spec.parameters)
+    try:
+        make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed)
+    except ValidationError as exc:
+        errors += errors_from_validation(exc, "spec.algorithm.settings")
+    except ValueError as exc:
+        errors.append(SpecError("spec.algorithm.name" if "unknown algorithm" in str(exc) else "spec.algorithm", str(exc)))
+    if spec.early_stopping is not None:
+        try:
+            make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
+        except ValidationError as exc:
+            errors += errors_from_validation(exc, "spec.earlyStopping.settings")
+        except ValueError as exc:
+            errors.append(SpecError("spec.earlyStopping.name", str(exc)))
+    errors += _template_errors(experiment)
+    return errors
+
+
+def _template_errors(experiment: Experiment) -> list[SpecError]:
+    spec = experiment.spec
+    template = spec.trial_template
+    errors: list[SpecError] = []
+    try:
+        primary_container(template.job_spec, template.primary_container_name)
+    except KeyError as exc:
+        what = ("no container named " + repr(template.primary_container_name)
+                if template.primary_container_name else "no containers in template.spec")
+        errors.append(SpecError("spec.trialTemplate.trialSpec", f"{what} ({exc})"))
+    names = {p.name for p in spec.parameters}
+    references = placeholder_references(template)
+    used = template.placeholders()
+    for placeholder in sorted(used - set(references)):
+        errors.append(SpecError("spec.trialTemplate.trialParameters",
+                                f"${{trialParameters.{placeholder}}} is used in trialSpec but not declared"))
+    for i, (name, ref) in enumerate(sorted(references.items())):
+        if ref not in names:
+            errors.append(SpecError(f"spec.trialTemplate.trialParameters[{i}].reference",
+                                    f"{ref!r} is not a parameter of this experiment"))
+    referenced = {ref for name, ref in references.items() if name in used}
+    for i, p in enumerate(spec.parameters):
+        if p.name not in referenced:
+            errors.append(SpecError(f"spec.parameters[{i}].name",
+                                    f"parameter {p.name!r} is never used in trialTemplate "
+                                    f"(add ${{trialParameters.{p.name}}} to the container's command or args)"))
+    return errors

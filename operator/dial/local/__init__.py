@@ -1,0 +1,1 @@
+"""The laptop backend: applies the engine's plans with local processes (`dial run`)."""

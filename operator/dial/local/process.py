@@ -1,0 +1,130 @@
+"""One trial as a local process: started in its own session, output captured, stopped gracefully."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+TAIL_LINES = 40
+
+
+class TrialProcess:
+    """Runs a command, tees its output to a log file and hands its lines (or a metrics file's) to the runner."""
+
+    def __init__(self, command: list[str], *, env: dict[str, str], cwd: Path, log_path: Path,
+                 metrics_file: Path | None = None):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self.metrics_file = metrics_file
+        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._terminated_at: float | None = None
+        self._killed = False
+        self.start_error: str | None = None
+        try:
+            self.popen: subprocess.Popen[bytes] | None = subprocess.Popen(
+                command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            self.popen = None
+            self.start_error = f"cannot start {command[0]!r}: {exc.strerror or exc}"
+            return
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
+        self._file_reader: threading.Thread | None = None
+        if metrics_file is not None:
+            self._file_reader = threading.Thread(target=self._follow_file, daemon=True)
+            self._file_reader.start()
+
+    def _read_output(self) -> None:
+        assert self.popen is not None and self.popen.stdout is not None
+        with self.log_path.open("ab") as log:
+            for raw in self.popen.stdout:
+                log.write(raw)
+                log.flush()
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                self.tail.append(line)
+                if self.metrics_file is None:
+                    self.lines.put(line)
+
+    def _follow_file(self) -> None:
+        assert self.metrics_file is not None
+        position = 0
+        pending = b""
+        while True:
+            done = self.popen is None or self.popen.poll() is not None
+            try:
+                with self.metrics_file.open("rb") as f:
+                    f.seek(position)
+                    chunk = f.read()
+                    position = f.tell()
+            except FileNotFoundError:
+                chunk = b""
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                self.lines.put(raw.decode("utf-8", errors="replace"))
+            if done:
+                if pending:
+                    self.lines.put(pending.decode("utf-8", errors="replace"))
+                return
+            time.sleep(0.1)
+
+    def drain(self) -> list[str]:
+        out = []
+        while True:
+            try:
+                out.append(self.lines.get_nowait())
+            except queue.Empty:
+                return out
+
+    def poll(self) -> int | None:
+        """The exit code once the process has ended and all its output has been read."""
+        if self.popen is None:
+            return 127
+        code = self.popen.poll()
+        if code is None:
+            return None
+        self._reader.join(timeout=5)
+        if self._file_reader is not None:
+            self._file_reader.join(timeout=5)
+        return code
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def terminate(self, grace_seconds: float) -> None:
+        """SIGTERM the process group now, SIGKILL it once the grace period has passed (call repeatedly)."""
+        if not self.alive:
+            return
+        now = time.monotonic()
+        if self._terminated_at is None:
+            self._terminated_at = now
+            self._signal(signal.SIGTERM)
+        elif not self._killed and now - self._terminated_at >= grace_seconds:
+            self._killed = True
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.popen is not None
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def trial_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The runner's environment, its Python first on PATH, unbuffered output, plus the trial's own."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env

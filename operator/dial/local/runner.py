@@ -1,0 +1,181 @@
+"""`dial run`: drive the engine with local processes until the experiment finishes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dial.api.experiment import CollectorKind, Experiment
+from dial.api.trial import Trial, TrialPhase
+from dial.engine import ExperimentError, SpecError, finalize_trial, new_trial, plan, record_points, render_job_spec
+from dial.engine import reasons
+from dial.engine.plan import Plan
+from dial.engine.template import primary_container
+from dial.engine.trials import mark_running
+from dial.local.display import Display
+from dial.local.process import TrialProcess, trial_environment
+from dial.local.results import save_results
+from dial.metrics.parsing import MetricReader
+
+POLL_SECONDS = 0.1
+SAVE_EVERY_SECONDS = 1.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class LocalTrial:
+    trial: Trial
+    process: TrialProcess
+    reader: MetricReader
+
+
+def local_command(experiment: Experiment, trial_name: str, assignment: dict) -> tuple[list[str], dict[str, str], str | None]:
+    """The primary container's command, plain env values and workingDir, parameters substituted."""
+    template = experiment.spec.trial_template
+    job_spec = render_job_spec(experiment, trial_name, assignment)
+    container = primary_container(job_spec, template.primary_container_name)
+    command = [str(c) for c in [*(container.get("command") or []), *(container.get("args") or [])]]
+    env = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
+    return command, env, container.get("workingDir")
+
+
+def check_runnable(experiment: Experiment) -> None:
+    """Locally a trial needs an explicit command: there is no image entrypoint to fall back on."""
+    command, _, _ = local_command(experiment, "check", {p.name: 0 for p in experiment.spec.parameters})
+    if not command:
+        raise ExperimentError([SpecError("spec.trialTemplate.trialSpec.spec.template.spec.containers[].command",
+                                         "dial run needs the primary container's command (or args)")])
+
+
+class LocalRunner:
+    def __init__(self, experiment: Experiment, output: Path, *, base_dir: Path, trials: list[Trial] | None = None,
+                 display: Display | None = None, grace_seconds: float = 5.0):
+        self.experiment = experiment
+        self.output = output
+        self.base_dir = base_dir
+        self.trials: list[Trial] = trials or []
+        self.display = display or Display(live=False)
+        self.grace_seconds = grace_seconds
+        self.running: dict[str, LocalTrial] = {}
+        self._last_save = 0.0
+        self._announced_finish: str | None = None
+
+    def run(self) -> Experiment:
+        self._recover_unfinished()
+        try:
+            with self.display:
+                while True:
+                    current = self.step()
+                    if current.finish is not None and not self.running:
+                        break
+                    time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
+        finally:
+            self.save(force=True)
+        return self.experiment
+
+    def _recover_unfinished(self) -> None:
+        """Trials left running by a process that died are kept as interrupted (their observations too)."""
+        for trial in self.trials:
+            if not trial.phase.is_terminal:
+                trial.status.stop_reason = reasons.INTERRUPTED
+                trial.status.stop_message = "the runner stopped before this trial finished"
+                finalize_trial(self.experiment, trial, exit_code=None, now=utcnow())
+
+    def step(self) -> Plan:
+        now = utcnow()
+        self._collect(now)
+        current = plan(self.experiment, self.trials, now=now)
+        for order in current.stop:
+            local = self.running.get(order.name)
+            if local is None:
+                continue
+            if local.trial.status.stop_reason is None:
+                local.trial.status.stop_reason, local.trial.status.stop_message = order.reason, order.message
+                self.display.event(f"stopping {order.name}: {order.reason}: {order.message}")
+            local.process.terminate(self.grace_seconds)
+        for proposal in current.create:
+            trial = new_trial(self.experiment, proposal.index, proposal.assignment)
+            self.trials.append(trial)
+            self._start(trial, now)
+        self.experiment.status = current.status
+        if current.finish is not None and self._announced_finish != current.finish.reason:
+            self._announced_finish = current.finish.reason
+            self.display.event(f"experiment {current.finish.phase.value}: {current.finish.reason}: {current.finish.message}")
+        self.display.update(self.experiment, self.trials)
+        self.save()
+        return current
+
+    def _start(self, trial: Trial, now: datetime) -> None:
+        spec = self.experiment.spec
+        trial_dir = self.output / "trials" / trial.name
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        command, env, working_dir = local_command(self.experiment, trial.name, trial.spec.parameter_assignments)
+        cwd = self.base_dir / working_dir if working_dir else self.base_dir
+        metrics_file = None
+        if spec.metrics_collector.kind is CollectorKind.file:
+            path = Path(render_job_spec_string(self.experiment, trial.name, spec.metrics_collector.path or ""))
+            metrics_file = path if path.is_absolute() else cwd / path
+            metrics_file.unlink(missing_ok=True)
+        env.update({"DIAL_TRIAL_NAME": trial.name, "DIAL_EXPERIMENT": self.experiment.name,
+                    "DIAL_TRIAL_DIR": str(trial_dir.resolve())})
+        process = TrialProcess(command, env=trial_environment(env), cwd=cwd, log_path=trial_dir / "output.log",
+                               metrics_file=metrics_file)
+        mark_running(trial, now)
+        reader = MetricReader(spec.objective.metric_names, spec.metrics_collector.format)
+        self.running[trial.name] = LocalTrial(trial, process, reader)
+        params = " ".join(f"{k}={v}" for k, v in trial.spec.parameter_assignments.items())
+        self.display.event(f"started {trial.name}: {params}")
+
+    def _collect(self, now: datetime) -> None:
+        for name, local in list(self.running.items()):
+            exit_code = local.process.poll()
+            record_points(self.experiment, local.trial, local.reader.feed(local.process.drain()))
+            if exit_code is None:
+                continue
+            # Output still buffered after the exit is read by poll(); take it too.
+            record_points(self.experiment, local.trial, local.reader.feed(local.process.drain()))
+            tail = local.process.start_error or "\n".join(local.process.tail)
+            failure = "StartFailed" if local.process.start_error else None
+            finalize_trial(self.experiment, local.trial, exit_code=exit_code, now=now, output_tail=tail,
+                           failure_reason=failure)
+            del self.running[name]
+            s = local.trial.status
+            objective = f" {self.experiment.spec.objective.metric_name}={s.objective:.6g}" if s.objective is not None else ""
+            detail = f" ({s.reason}: {s.message.splitlines()[0] if s.message else ''})" if s.phase is not TrialPhase.succeeded else ""
+            self.display.event(f"{s.phase.value.lower()} {name}{objective}{detail}")
+
+    def interrupt(self) -> None:
+        """Stop every running trial (SIGTERM, then SIGKILL after the grace period), keeping what they reported."""
+        for local in self.running.values():
+            local.trial.status.stop_reason = reasons.INTERRUPTED
+            local.trial.status.stop_message = "interrupted by the user (Ctrl-C)"
+        deadline = time.monotonic() + self.grace_seconds + 5
+        while self.running and time.monotonic() < deadline:
+            for local in self.running.values():
+                local.process.terminate(self.grace_seconds)
+            self._collect(utcnow())
+            time.sleep(POLL_SECONDS)
+        # Planned as suspended: nothing new is proposed, and the status says why the run ended.
+        suspended = self.experiment.model_copy(deep=True)
+        suspended.spec.suspend = True
+        self.experiment.status = plan(suspended, self.trials, now=utcnow()).status
+        self.experiment.status.conditions[0].message = "interrupted by the user; continue with `dial run --resume`"
+
+    def save(self, *, force: bool = False) -> None:
+        if force or time.monotonic() - self._last_save >= SAVE_EVERY_SECONDS:
+            save_results(self.output, self.experiment, self.trials)
+            self._last_save = time.monotonic()
+
+
+def render_job_spec_string(experiment: Experiment, trial_name: str, text: str) -> str:
+    from dial.engine.template import substitute
+
+    return substitute(text, {}, {"Name": trial_name, "Namespace": "default", "Experiment": experiment.name})

@@ -1,0 +1,1 @@
+"""Reading metrics from trial output, and exporting Dial's own metrics."""

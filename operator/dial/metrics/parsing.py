@@ -1,0 +1,89 @@
+"""Parse metric reports from trial output: `name=value` text (Katib's default) or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from dial.api.experiment import MetricsFormat
+
+STEP_KEYS = ("step", "epoch", "iteration", "iter", "trial_step")
+_NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity|Infinity)"
+_PAIR = re.compile(rf"(?<![\w.-])([A-Za-z_][\w./-]*)\s*=\s*({_NUMBER})(?![\w.])")
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    name: str
+    step: float | None
+    value: float
+
+
+def parse_text_line(line: str) -> tuple[float | None, dict[str, float]]:
+    """`epoch=3 loss=0.41 accuracy=0.87` -> (3, {"loss": 0.41, "accuracy": 0.87})."""
+    pairs: dict[str, float] = {}
+    for name, raw in _PAIR.findall(line):
+        try:
+            pairs[name] = float(raw)
+        except ValueError:
+            continue
+    return _split_step(pairs)
+
+
+def parse_json_line(line: str) -> tuple[float | None, dict[str, float]]:
+    """`{"step": 3, "accuracy": 0.87}` -> (3, {"accuracy": 0.87}); anything else -> (None, {})."""
+    text = line.strip()
+    if not text.startswith("{"):
+        return None, {}
+    try:
+        obj = json.loads(text, parse_constant=lambda c: float(c))
+    except ValueError:
+        return None, {}
+    if not isinstance(obj, dict):
+        return None, {}
+    pairs = {}
+    for name, raw in obj.items():
+        if isinstance(raw, bool):
+            continue
+        if isinstance(raw, (int, float)):
+            pairs[str(name)] = float(raw)
+        elif isinstance(raw, str):
+            try:
+                pairs[str(name)] = float(raw)
+            except ValueError:
+                continue
+    return _split_step(pairs)
+
+
+def _split_step(pairs: dict[str, float]) -> tuple[float | None, dict[str, float]]:
+    step = None
+    for key in STEP_KEYS:
+        if key in pairs and math.isfinite(pairs[key]):
+            step = pairs.pop(key)
+            break
+    return step, pairs
+
+
+@dataclass
+class MetricReader:
+    """Turns lines of output into metric points for the metrics of interest, numbering steps
+    where the output gives none. Never raises on bad input."""
+
+    metric_names: list[str]
+    format: MetricsFormat = MetricsFormat.text
+    _auto_step: dict[str, int] = field(default_factory=dict)
+
+    def feed(self, lines: Iterable[str]) -> list[MetricPoint]:
+        parse = parse_json_line if self.format is MetricsFormat.json else parse_text_line
+        points: list[MetricPoint] = []
+        for line in lines:
+            step, values = parse(line[:10_000])
+            for name in self.metric_names:
+                if name in values:
+                    auto = self._auto_step.get(name, 0) + 1
+                    self._auto_step[name] = auto
+                    points.append(MetricPoint(name, step if step is not None else float(auto), values[name]))
+        return points

@@ -1,0 +1,106 @@
+"""The strategy interface: propose `n` assignments from the space and the trials so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from dial.api.space import ParameterValue
+from dial.search.space import SearchSpace
+
+Assignment = dict[str, ParameterValue]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a strategy may know of a trial: its parameters and, once known, its loss (lower is better)."""
+
+    index: int
+    assignment: Assignment
+    loss: float | None = None
+    finished: bool = False
+
+    @property
+    def running(self) -> bool:
+        return not self.finished
+
+
+class StrategySettings(BaseModel):
+    """Typed settings of one strategy; accepts snake_case (Katib) and camelCase keys."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class Strategy:
+    """A pure function of (space, settings, seed, history, n): no hidden state survives a call.
+
+    Subclasses set `name`, `Settings` and implement `propose`. The same seed and history give
+    the same proposals, so a restarted backend continues the same search.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Settings: ClassVar[type[StrategySettings]] = StrategySettings
+
+    def __init__(self, space: SearchSpace, settings: StrategySettings | None = None, *, seed: int = 0):
+        self.space = space
+        self.settings = settings if settings is not None else self.Settings()
+        self.seed = seed
+
+    def propose(self, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
+        raise NotImplementedError
+
+    def rng(self, history: Sequence[TrialRecord], salt: int = 0) -> np.random.Generator:
+        """A generator seeded by the experiment seed and how far the search has come."""
+        return np.random.default_rng([self.seed, len(history), salt])
+
+    def validate(self) -> None:
+        """Raise ValueError when the strategy cannot work on this space."""
+
+
+def next_index(history: Sequence[TrialRecord]) -> int:
+    return max((r.index for r in history), default=-1) + 1
+
+
+def without_duplicates(space: SearchSpace, history: Sequence[TrialRecord], proposals: list[Assignment],
+                       rng: np.random.Generator, *, tries: int = 200) -> list[Assignment]:
+    """Replace proposals that repeat an existing or sibling assignment by unseen random ones.
+
+    Only finite spaces can collide in practice; once a finite space is used up, fewer
+    proposals come back.
+    """
+    seen = {space.key(r.assignment) for r in history}
+    out: list[Assignment] = []
+    for proposal in proposals:
+        candidate = proposal
+        for _ in range(tries):
+            if space.key(candidate) not in seen:
+                break
+            candidate = space.sample(rng)
+        else:
+            candidate = _first_unseen(space, seen)
+            if candidate is None:
+                break
+        seen.add(space.key(candidate))
+        out.append(candidate)
+    return out
+
+
+def _first_unseen(space: SearchSpace, seen: set[tuple[str, ...]]) -> Assignment | None:
+    if space.size > 100_000:
+        return None
+    import itertools
+
+    for combo in itertools.product(*(d.grid() for d in space.dimensions)):
+        assignment = dict(zip(space.names, combo))
+        if space.key(assignment) not in seen:
+            return assignment
+    return None
+
+
+def settings_error_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)

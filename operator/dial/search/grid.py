@@ -1,0 +1,36 @@
+"""Grid search: every combination of the parameters' steps or lists, in a fixed order."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+from dial.search.base import Assignment, Strategy, TrialRecord
+
+MAX_GRID_SIZE = 1_000_000
+
+
+class GridSearch(Strategy):
+    name = "grid"
+
+    def validate(self) -> None:
+        for dim in self.space.dimensions:
+            if math.isinf(dim.n_values):
+                raise ValueError(
+                    f"grid needs a finite space: parameter {dim.name!r} is continuous; "
+                    "give feasibleSpace.step or use a discrete list")
+        if self.space.size > MAX_GRID_SIZE:
+            raise ValueError(f"grid has {self.space.size:.0f} points, more than {MAX_GRID_SIZE}")
+
+    def propose(self, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
+        self.validate()
+        seen = {self.space.key(r.assignment) for r in history}
+        out: list[Assignment] = []
+        for combo in itertools.product(*(d.grid() for d in self.space.dimensions)):
+            assignment = dict(zip(self.space.names, combo))
+            if self.space.key(assignment) not in seen:
+                out.append(assignment)
+                if len(out) == n:
+                    break
+        return out

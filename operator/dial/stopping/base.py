@@ -1,0 +1,39 @@
+"""The stop-rule interface: decide from observations alone whether a running trial should stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from dial.api.experiment import ObjectiveSpec
+from dial.api.trial import Trial
+
+
+class RuleSettings(BaseModel):
+    """Typed settings of one rule; accepts snake_case (Katib) and camelCase keys."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    rule: str
+    message: str
+
+
+class StopRule:
+    """Subclasses set `name`, `Settings` and implement `check`; pure, no I/O."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[RuleSettings]] = RuleSettings
+
+    def __init__(self, objective: ObjectiveSpec, settings: RuleSettings | None = None):
+        self.objective = objective
+        self.settings = settings if settings is not None else self.Settings()
+
+    def check(self, trial: Trial, finished: Sequence[Trial]) -> StopDecision | None:
+        """A decision to stop `trial`, given the experiment's finished trials, or None."""
+        raise NotImplementedError
