@@ -29,6 +29,14 @@ class Scale(str, Enum):
 class FeasibleSpace(ApiModel):
     """Bounds (`min`/`max`, optional `step`) or an explicit `list` of values."""
 
+    # The API server enforces these at `kubectl apply` time (CEL), before the operator sees them.
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+         "message": "feasibleSpace.min must not be greater than max"},
+        {"rule": "!has(self.scale) || self.scale != 'log' || !has(self.min) || self.min > 0",
+         "message": "feasibleSpace.min must be > 0 on a log scale"},
+    ]}}
+
     min: float | None = None
     max: float | None = None
     step: Annotated[float, Field(gt=0)] | None = None
