@@ -8,9 +8,12 @@ from pydantic import ValidationError
 
 from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord
 from dial.search.bayesian import BayesianOptimization
+from dial.search.cmaes import Cmaes
 from dial.search.grid import GridSearch
 from dial.search.random import RandomSearch
+from dial.search.sobol import SobolSearch
 from dial.search.space import Dimension, SearchSpace
+from dial.search.tpe import MultivariateTreeParzen, TreeParzen
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -21,7 +24,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (RandomSearch, GridSearch, BayesianOptimization):
+for _cls in (RandomSearch, GridSearch, BayesianOptimization, SobolSearch, TreeParzen, MultivariateTreeParzen, Cmaes):
     register(_cls)
 
 
