@@ -670,7 +670,6 @@ class PodWorker(threading.Thread):
                 "podIP": "127.0.0.1",
                 "podIPs": [{"ip": "127.0.0.1"}],
                 "startTime": ts(self.start_time),
-                "qosClass": qos_class(self.pod["spec"]),
                 "conditions": [
                     cond("PodReadyToStartContainers", True),
                     cond("Initialized", init_done, "ContainersNotInitialized"),
@@ -699,26 +698,13 @@ class PodWorker(threading.Thread):
                     self.killed_event.set()
                     self.stop_event.set()
                 else:
-                    log.warning("pod %s status: %s %s", self.key, e.status, e.reason)
+                    log.warning("pod %s status: %s %s %s", self.key, e.status, e.reason, e.body)
 
 
 def gpu_limit(spec: dict) -> int:
     res = spec.get("resources") or {}
     q = (res.get("limits") or {}).get("nvidia.com/gpu") or (res.get("requests") or {}).get("nvidia.com/gpu")
     return int(parse_quantity(q)) if q else 0
-
-
-def qos_class(spec: dict) -> str:
-    cs = (spec.get("containers") or []) + (spec.get("initContainers") or [])
-    reqs = [(c.get("resources") or {}) for c in cs]
-    if not any(r.get("requests") or r.get("limits") for r in reqs):
-        return "BestEffort"
-    guaranteed = all(
-        all(k in (r.get("limits") or {}) for k in ("cpu", "memory"))
-        and all((r.get("requests") or {}).get(k, (r.get("limits") or {})[k]) == (r.get("limits") or {})[k] for k in ("cpu", "memory"))
-        for r in reqs
-    )
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -758,6 +744,7 @@ class NodeAgent:
         with open(cfg.ssl_ca_cert, "rb") as f:
             self.ca_data = base64.b64encode(f.read()).decode()
         self.workers: dict[str, PodWorker] = {}
+        self.finished: set[str] = set()  # uids whose worker has ended: never run them again
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         os.makedirs(self.data_dir, exist_ok=True)
@@ -898,6 +885,10 @@ class NodeAgent:
                 if w:
                     w.kill_now()
                 return
+            if w is None and uid in self.finished:
+                if md.get("deletionTimestamp"):
+                    self._final_delete(md)
+                return
             if w is None:
                 phase = (pod.get("status") or {}).get("phase")
                 if phase in ("Succeeded", "Failed"):
@@ -925,6 +916,7 @@ class NodeAgent:
         with self.lock:
             if self.workers.get(w.uid) is w:
                 del self.workers[w.uid]
+            self.finished.add(w.uid)
 
     def watch_loop(self) -> None:
         while not self.stopping.is_set():

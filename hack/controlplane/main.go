@@ -15,12 +15,12 @@ package main
 import (
 	"fmt"
 	"os"
+	_ "time/tzdata" // CronJob time zones, as in cmd/kube-apiserver
 
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
-	_ "k8s.io/component-base/metrics/prometheus/workqueue"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"

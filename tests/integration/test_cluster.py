@@ -84,7 +84,7 @@ def test_delete_job_background_terminates_process(cluster, namespace):
     # the real garbage collector deletes the pod, the node agent stops the process
     cluster.wait_for(lambda: not pid_alive(pid), 30, what="pod process gone")
     cluster.wait_for(lambda: not job_pods(cluster, namespace, "sleeper"), 30, what="pod object deleted")
-    assert "got SIGTERM" in cluster.pod_log(namespace, name)
+    assert "got SIGTERM" in cluster.pod_log(namespace, name, "main")
 
 
 def test_grace_period_then_sigkill(cluster, namespace):
@@ -119,7 +119,7 @@ def gpu_pod(name: str, ns: str, gpus: int, code: str) -> dict:
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
             "name": "main", "image": "trainer", "command": ["python", "-c", code],
-            "resources": {"limits": {"nvidia.com/gpu": gpus}}}]},
+            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]},
     }
 
 
@@ -224,8 +224,9 @@ def test_crd_schema_rejects_at_api_server(cluster, namespace):
 def test_dial_crds_are_established(cluster):
     crds = json.loads(cluster.kubectl("get", "crd", "-o", "json").stdout)["items"]
     names = {c["metadata"]["name"] for c in crds}
-    if not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "..", "crds")):
-        pytest.skip("no crds/ directory yet")
+    crds_dir = os.environ.get("DIAL_CRDS_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "crds"))
+    if not crds_dir or not os.path.isdir(crds_dir):
+        pytest.skip("no crds/ directory applied")
     assert {"experiments.dial.dev", "trials.dial.dev"} <= names
 
 
@@ -245,7 +246,7 @@ def test_init_containers_sidecar_and_empty_dir(cluster, namespace):
             if os.path.exists('/shared/sidecar.txt'):
                 break
             time.sleep(0.1)
-        print(open('/shared/init.txt').read(), open('/shared/sidecar.txt').read(), os.environ['POD'], os.getcwd() == os.environ['WD'])
+        print(open('/shared/init.txt').read(), open('/shared/sidecar.txt').read(), os.environ['POD'], os.getcwd() == os.path.realpath(os.environ['WD']))
     """)
     mount = [{"name": "shared", "mountPath": "/shared"}]
     cluster.core.create_namespaced_pod(namespace, {
