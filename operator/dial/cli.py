@@ -1,4 +1,4 @@
-"""The `dial` command: run | crds | validate (and, with the operator, operator | collect)."""
+"""The `dial` command: run | crds | validate | report (and, with the operator, operator | collect)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from dial.report import write_report
+
+    if (args.results is None) == (args.experiment is None):
+        print("dial report: give a results directory or --experiment NAME (not both)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.results is not None:
+        from dial.local.results import RESULTS_FILE, load_results
+
+        if not (args.results / RESULTS_FILE).exists():
+            print(f"dial report: {args.results}: no {RESULTS_FILE} (expected the --output directory of `dial run`)",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        experiment, trials = load_results(args.results)
+        out = args.out or args.results / "report.html"
+    else:
+        from dial.kubectl.cluster import ClusterError, DialCluster
+
+        try:
+            cluster = DialCluster(namespace=args.namespace, kubeconfig=args.kubeconfig, context=args.context)
+            experiment = cluster.experiment(args.experiment)
+            trials = cluster.trials(args.experiment)
+        except ClusterError as exc:
+            print(f"dial report: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        out = args.out or Path(f"{args.experiment}-report.html")
+    files = write_report(experiment, trials, out)
+    print(f"wrote {files.html} ({len(trials)} trials)")
+    for path in files.pngs.values():
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check an experiment file without running it")
     validate.add_argument("experiment", type=Path)
     validate.set_defaults(handler=cmd_validate)
+
+    report = sub.add_parser("report", help="write an HTML page and PNG charts of a run's or a cluster experiment's results")
+    report.add_argument("results", type=Path, nargs="?", default=None, help="a `dial run` results directory")
+    report.add_argument("--experiment", "-e", default=None, help="read this Experiment and its Trials from the cluster")
+    report.add_argument("--namespace", "-n", default=None, help="the experiment's namespace (default: the context's)")
+    report.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    report.add_argument("--context", default=None, help="kubeconfig context")
+    report.add_argument("--out", type=Path, default=None,
+                        help="HTML file to write; PNGs go beside it as <stem>-<chart>.png "
+                             "(default: RESULTS/report.html or ./<experiment>-report.html)")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The `kubectl dial` plugin: terminal views and controls of Dial experiments on a cluster."""

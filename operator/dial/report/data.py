@@ -1,0 +1,186 @@
+"""What a report shows, as plain data: history, curves, importance, axes and top trials (no drawing)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+from dial.api.experiment import Experiment
+from dial.api.space import ParameterType, ParameterValue, Scale
+from dial.api.trial import Trial, TrialPhase
+from dial.report.importance import Importance, parameter_importance
+
+N_TOP_TRIALS = 10
+N_SLICE_PARAMETERS = 3
+
+
+@dataclass(frozen=True)
+class ParameterAxis:
+    """How one parameter is drawn: numeric (maybe log) or categorical with its values in order."""
+
+    name: str
+    numeric: bool
+    log: bool
+    categories: tuple[str, ...] = ()
+
+    def position(self, value: ParameterValue) -> float:
+        """The value as a number on this axis (a category's index for a categorical one)."""
+        if self.numeric:
+            return float(value)
+        return float(self.categories.index(str(value))) if str(value) in self.categories else math.nan
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    name: str
+    index: int
+    phase: TrialPhase
+    reason: str | None
+    parameters: dict[str, ParameterValue]
+    objective: float | None
+    start_time: datetime | None
+    completion_time: datetime | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.start_time is None or self.completion_time is None:
+            return None
+        return (self.completion_time - self.start_time).total_seconds()
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """A trial's objective and the best counted objective up to it (in index or completion order)."""
+
+    trial: str
+    index: int
+    phase: TrialPhase
+    objective: float
+    best_so_far: float | None
+    elapsed_s: float | None
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's learning curve of the objective metric; `cut` when a stop rule ended it."""
+
+    trial: str
+    phase: TrialPhase
+    steps: list[float]
+    values: list[float]
+    cut: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    experiment: str
+    namespace: str | None
+    phase: str
+    condition: str
+    progress: str
+    algorithm: str
+    early_stopping: str | None
+    metric: str
+    direction: str
+    goal: float | None
+    parameters: list[ParameterAxis]
+    trials: list[TrialRow]
+    history_by_index: list[HistoryPoint]
+    history_by_time: list[HistoryPoint]
+    curves: list[Curve]
+    importance: Importance
+    slice_parameters: list[str]
+    top_trials: list[TrialRow]
+    best: TrialRow | None
+    phase_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def scored_trials(self) -> list[TrialRow]:
+        return [t for t in self.trials if t.objective is not None]
+
+    def axis(self, name: str) -> ParameterAxis:
+        return next(a for a in self.parameters if a.name == name)
+
+
+def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: int = 0) -> ReportData:
+    """Shape an experiment and its trials into everything the charts and the table need."""
+    spec, status = experiment.spec, experiment.status
+    objective = spec.objective
+    ordered = sorted(trials, key=lambda t: t.spec.index)
+    rows = [_row(t, objective.metric_name) for t in ordered]
+    axes = [_axis(p.name, p.type, p.feasible_space.scale, p.feasible_space.list) for p in spec.parameters]
+    counted = [r for r in rows if r.phase is TrialPhase.succeeded and r.objective is not None]
+    best = None
+    for r in counted:
+        if best is None or objective.is_better(r.objective, best.objective):  # type: ignore[arg-type]
+            best = r
+    scored = [r for r in rows if r.objective is not None]
+    top = sorted(scored, key=lambda r: objective.loss(r.objective))[:N_TOP_TRIALS]  # type: ignore[arg-type]
+    importance = parameter_importance(
+        axes, [(r.parameters, objective.loss(r.objective)) for r in scored], seed=seed)  # type: ignore[arg-type]
+    ranked = [name for name, _ in importance.ranking] or [a.name for a in axes]
+    condition = status.conditions[0] if status.conditions else None
+    counts = status.trials.model_dump(by_alias=True)
+    return ReportData(
+        experiment=experiment.name,
+        namespace=experiment.metadata.namespace,
+        phase=status.phase.value,
+        condition=f"{condition.reason}: {condition.message}" if condition else "",
+        progress=status.progress,
+        algorithm=spec.algorithm.name,
+        early_stopping=spec.early_stopping.name if spec.early_stopping else None,
+        metric=objective.metric_name,
+        direction=objective.type.value,
+        goal=objective.goal,
+        parameters=axes,
+        trials=rows,
+        history_by_index=_history(scored, objective.is_better, status.start_time, key=lambda r: r.index),
+        history_by_time=_history([r for r in scored if r.completion_time is not None], objective.is_better,
+                                 status.start_time or _earliest_start(rows), key=lambda r: r.completion_time),
+        curves=[c for t in ordered if (c := _curve(t, objective.metric_name)) is not None],
+        importance=importance,
+        slice_parameters=ranked[:N_SLICE_PARAMETERS],
+        top_trials=top,
+        best=best,
+        phase_counts={k: v for k, v in counts.items() if v},
+    )
+
+
+def _row(trial: Trial, metric: str) -> TrialRow:
+    s = trial.status
+    value = s.objective if s.objective is not None and math.isfinite(s.objective) else None
+    return TrialRow(trial.name, trial.spec.index, s.phase, s.reason, dict(trial.spec.parameter_assignments),
+                    value, s.start_time, s.completion_time)
+
+
+def _axis(name: str, kind: ParameterType, scale: Scale, values: list[float | str] | None) -> ParameterAxis:
+    if kind is ParameterType.categorical:
+        return ParameterAxis(name, numeric=False, log=False, categories=tuple(str(v) for v in values or ()))
+    return ParameterAxis(name, numeric=True, log=scale is Scale.log)
+
+
+def _earliest_start(rows: Sequence[TrialRow]) -> datetime | None:
+    return min((r.start_time for r in rows if r.start_time is not None), default=None)
+
+
+def _history(rows: Sequence[TrialRow], is_better, start: datetime | None, *, key) -> list[HistoryPoint]:
+    """Best-so-far counts succeeded trials only, as the engine's best trial does."""
+    points, best = [], None
+    for r in sorted(rows, key=key):
+        if r.phase is TrialPhase.succeeded and (best is None or is_better(r.objective, best)):
+            best = r.objective
+        elapsed = (r.completion_time - start).total_seconds() if r.completion_time and start else None
+        points.append(HistoryPoint(r.name, r.index, r.phase, r.objective, best, elapsed))  # type: ignore[arg-type]
+    return points
+
+
+def _curve(trial: Trial, metric: str) -> Curve | None:
+    obs = trial.status.observation(metric)
+    if obs is None or not obs.curve:
+        return None
+    points = [p for p in obs.curve if math.isfinite(p.value)]
+    return Curve(trial.name, trial.phase, [p.step for p in points], [p.value for p in points],
+                 cut=trial.phase is TrialPhase.early_stopped, reason=trial.status.reason)

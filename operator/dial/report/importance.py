@@ -1,0 +1,55 @@
+"""Parameter importance: how much of the objective's variation a random forest attributes to each parameter."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from dial.api.space import ParameterValue
+
+if TYPE_CHECKING:
+    from dial.report.data import ParameterAxis
+
+MIN_TRIALS = 4
+N_TREES = 256
+METHOD = "random forest, mean decrease in variance (normalised to sum 1)"
+
+
+@dataclass(frozen=True)
+class Importance:
+    """`ranking` is (parameter, share) most important first; empty with a `note` when it cannot be computed."""
+
+    ranking: list[tuple[str, float]] = field(default_factory=list)
+    method: str = METHOD
+    note: str | None = None
+    n_trials: int = 0
+
+
+def parameter_importance(axes: Sequence[ParameterAxis], scored: Sequence[tuple[dict[str, ParameterValue], float]],
+                         *, seed: int = 0) -> Importance:
+    """Fit a forest from parameters (log10 on log axes, category index on categorical ones) to the loss."""
+    rows = [(a, loss) for a, loss in scored if math.isfinite(loss) and all(x.name in a for x in axes)]
+    if len(rows) < MIN_TRIALS:
+        return Importance(note=f"needs at least {MIN_TRIALS} trials with an objective (have {len(rows)})",
+                          n_trials=len(rows))
+    y = np.array([loss for _, loss in rows])
+    if np.ptp(y) == 0:
+        return Importance(note="every trial has the same objective: nothing to attribute", n_trials=len(rows))
+    X = np.array([[_encode(axis, assignment[axis.name]) for axis in axes] for assignment, _ in rows])
+    if len(axes) == 1:
+        return Importance([(axes[0].name, 1.0)], n_trials=len(rows))
+    from sklearn.ensemble import RandomForestRegressor
+
+    forest = RandomForestRegressor(n_estimators=N_TREES, max_features=None, min_samples_leaf=1, random_state=seed)
+    forest.fit(X, y)
+    shares = forest.feature_importances_
+    ranking = sorted(((axis.name, float(s)) for axis, s in zip(axes, shares)), key=lambda item: -item[1])
+    return Importance(ranking, n_trials=len(rows))
+
+
+def _encode(axis: ParameterAxis, value: ParameterValue) -> float:
+    position = axis.position(value)
+    return math.log10(position) if axis.log and position > 0 else position
