@@ -177,7 +177,7 @@ class ContainerRun:
 
     def poll(self) -> int | None:
         """Exit code if the process has exited since the last poll."""
-        if self.proc is None or "terminated" in self.state:
+        if self.proc is None or "running" not in self.state:
             return None
         code = self.proc.poll()
         if code is None:

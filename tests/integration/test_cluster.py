@@ -273,3 +273,38 @@ def test_init_containers_sidecar_and_empty_dir(cluster, namespace):
     assert "sidecar stopped" in cluster.pod_log(namespace, "sidecars", "collector")
     states = {s.name: s.state.terminated.exit_code for s in pod.status.init_container_statuses}
     assert states == {"first": 0, "second": 0, "collector": 0}
+
+
+def test_restart_policy_on_failure(cluster, namespace):
+    """First run fails, the node agent restarts the container, the second run succeeds."""
+    code = textwrap.dedent("""
+        import os, sys
+        marker = '/scratch/ran-once'
+        if not os.path.exists(marker):
+            open(marker, 'w').close(); print('first run fails', flush=True); sys.exit(1)
+        print('second run succeeds')
+    """)
+    cluster.core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "flaky", "namespace": namespace},
+        "spec": {"restartPolicy": "OnFailure", "volumes": [{"name": "scratch", "emptyDir": {}}],
+                 "containers": [{"name": "main", "image": "x", "command": ["python", "-c", code],
+                                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}]}})
+    pod = cluster.wait_pod_phase(namespace, "flaky", timeout=60)
+    st = pod.status.container_statuses[0]
+    assert pod.status.phase == "Succeeded" and st.restart_count == 1
+    assert st.last_state.terminated.exit_code == 1
+    assert cluster.pod_log(namespace, "flaky", "main") == "second run succeeds\n"
+    assert cluster.pod_log(namespace, "flaky", "main", previous=True) == "first run fails\n"
+    assert cluster.kubectl("logs", "-n", namespace, "flaky", "--previous").stdout == "first run fails\n"
+
+
+def test_helm_installs_a_chart(cluster, namespace, tmp_path):
+    chart = tmp_path / "tiny"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: tiny\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tiny}\ndata: {greeting: {{ .Values.greeting | quote }}}\n")
+    cluster.helm("install", "tiny", str(chart), "-n", namespace, "--set", "greeting=hi", "--wait", "--timeout", "60s")
+    assert cluster.core.read_namespaced_config_map("tiny", namespace).data == {"greeting": "hi"}
+    assert "tiny" in cluster.helm("list", "-n", namespace, "-q").stdout
