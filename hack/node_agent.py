@@ -1027,7 +1027,16 @@ class NodeAgent:
     def run(self) -> None:
         if self.kubelet_port:
             self.serve_kubelet()
-        self.register()
+        deadline = time.monotonic() + 120
+        while True:  # the apiserver may still be starting
+            try:
+                self.register()
+                break
+            except Exception as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("waiting for the apiserver: %s", str(e).splitlines()[0][:200])
+                time.sleep(0.5)
         threading.Thread(target=self.heartbeat_loop, daemon=True, name="heartbeat").start()
         threading.Thread(target=self.watch_loop, daemon=True, name="pods").start()
         log.info("node agent ready: nodes %s", ", ".join(self.nodes))
