@@ -128,10 +128,17 @@ def _template_errors(experiment: Experiment) -> list[SpecError]:
     for placeholder in sorted(used - set(references)):
         errors.append(SpecError("spec.trialTemplate.trialParameters",
                                 f"${{trialParameters.{placeholder}}} is used in trialSpec but not declared"))
-    for i, (name, ref) in enumerate(sorted(references.items())):
-        if ref not in names:
-            errors.append(SpecError(f"spec.trialTemplate.trialParameters[{i}].reference",
-                                    f"{ref!r} is not a parameter of this experiment"))
+    if template.trial_parameters is None:
+        for placeholder in sorted(used - names):
+            errors.append(SpecError("spec.trialTemplate.trialSpec",
+                                    f"${{trialParameters.{placeholder}}} is used but {placeholder!r} is not a parameter "
+                                    "of this experiment"))
+    else:
+        for i, declared in enumerate(template.trial_parameters):
+            ref = references[declared.name]
+            if ref not in names:
+                errors.append(SpecError(f"spec.trialTemplate.trialParameters[{i}].reference",
+                                        f"{ref!r} is not a parameter of this experiment"))
     referenced = {ref for name, ref in references.items() if name in used}
     for i, p in enumerate(spec.parameters):
         if p.name not in referenced:

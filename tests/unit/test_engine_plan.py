@@ -1,0 +1,145 @@
+"""The planning step: proposals up to the parallelism and budget, stops, and why an experiment ends."""
+
+from __future__ import annotations
+
+from dial.api import ExperimentPhase, TrialPhase
+from dial.engine import plan
+from dial.engine import reasons
+from dial.engine.trials import finalize_trial
+from dial.metrics.parsing import MetricPoint
+from dial.engine import record_points
+
+from helpers import NOW, apply, experiment, finished_trial, running_trial
+
+
+def test_first_plan_fills_the_parallel_slots_with_distinct_named_trials() -> None:
+    exp = experiment(parallelTrialCount=3, maxTrialCount=10)
+    p = plan(exp, [], now=NOW)
+    assert [c.name for c in p.create] == ["exp-0000", "exp-0001", "exp-0002"]
+    assert len({tuple(c.assignment.items()) for c in p.create}) == 3
+    assert p.finish is None and p.stop == []
+    assert p.status.phase is ExperimentPhase.running and p.status.trials.pending == 3
+    assert p.status.start_time == NOW
+
+
+def test_plan_is_deterministic_for_the_same_history() -> None:
+    exp = experiment(parallelTrialCount=2, maxTrialCount=6)
+    trials = [finished_trial(exp, 0, [0.5], assignment={"lr": 0.01, "layers": 2})]
+    assert plan(exp, trials, now=NOW).create == plan(exp, trials, now=NOW).create
+
+
+def test_no_proposals_while_slots_are_busy_or_budget_is_used() -> None:
+    exp = experiment(parallelTrialCount=2, maxTrialCount=3)
+    trials = apply(exp, [])
+    assert len(trials) == 2 and plan(exp, trials, now=NOW).create == []
+    trials = [finished_trial(exp, 0, [1.0]), trials[1]]
+    p = plan(exp, trials, now=NOW)
+    assert [c.index for c in p.create] == [2]
+    trials = apply(exp, trials)
+    trials = [t if t.phase.is_terminal else finished_trial(exp, t.spec.index, [2.0]) for t in trials]
+    p = plan(exp, trials, now=NOW)
+    assert p.create == [] and p.finish is not None and p.finish.reason == reasons.MAX_TRIALS_REACHED
+    assert p.status.phase is ExperimentPhase.succeeded and p.status.progress == "3/3"
+    assert p.status.best_trial is not None and p.status.best_trial.name == "exp-0000"
+
+
+def test_budget_reached_waits_for_running_trials_before_finishing() -> None:
+    exp = experiment(parallelTrialCount=2, maxTrialCount=2)
+    trials = [finished_trial(exp, 0, [1.0]), running_trial(exp, 1, [1.0])]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is None and p.create == [] and p.stop == []
+
+
+def test_raising_max_trial_count_resumes_a_finished_experiment() -> None:
+    trials = [finished_trial(experiment(), i, [1.0 + i]) for i in range(2)]
+    assert plan(experiment(maxTrialCount=2), trials, now=NOW).finish is not None
+    p = plan(experiment(maxTrialCount=4), trials, now=NOW)
+    assert p.finish is None and [c.index for c in p.create] == [2, 3]
+
+
+def test_goal_reached_finishes_and_stops_running_trials() -> None:
+    exp = experiment(objective={"type": "minimize", "metricName": "loss", "goal": 0.1}, maxTrialCount=10)
+    trials = [finished_trial(exp, 0, [0.5, 0.05]), running_trial(exp, 1, [0.7])]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.reason == reasons.GOAL_REACHED and "exp-0000" in p.finish.message
+    assert [(s.name, s.reason) for s in p.stop] == [("exp-0001", reasons.EXPERIMENT_FINISHED)]
+    assert p.create == []
+
+
+def test_too_many_failures_fail_the_experiment() -> None:
+    exp = experiment(maxFailedTrialCount=1, maxTrialCount=10)
+    trials = [finished_trial(exp, 0, [], phase=TrialPhase.failed)]
+    assert plan(exp, trials, now=NOW).finish is None
+    trials.append(finished_trial(exp, 1, [], phase=TrialPhase.failed))
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.phase is ExperimentPhase.failed
+    assert p.finish.reason == reasons.MAX_FAILED_REACHED
+    assert p.status.conditions[0].type == "Failed" and "more than maxFailedTrialCount 1" in p.status.conditions[0].message
+
+
+def test_early_stopping_rule_orders_a_stop_once_and_keeps_it() -> None:
+    exp = experiment(maxTrialCount=10, parallelTrialCount=1,
+                     earlyStopping={"name": "threshold", "settings": {"max_value": 5}})
+    trials = [running_trial(exp, 0, [1.0, 9.0])]
+    p = plan(exp, trials, now=NOW)
+    assert [(s.name, s.reason) for s in p.stop] == [("exp-0000", "threshold")]
+    trials[0].status.stop_reason, trials[0].status.stop_message = p.stop[0].reason, p.stop[0].message
+    # Applying the same plan again (a backend restarted) re-issues the same stop.
+    assert [(s.name, s.reason) for s in plan(exp, trials, now=NOW).stop] == [("exp-0000", "threshold")]
+    finalize_trial(exp, trials[0], exit_code=-15, now=NOW)
+    assert trials[0].phase is TrialPhase.early_stopped and trials[0].status.reason == "threshold"
+    assert trials[0].status.objective == 1.0  # what it observed is kept
+
+
+def test_non_finite_objective_fails_the_trial_with_a_reason() -> None:
+    exp = experiment()
+    trial = running_trial(exp, 0, [1.0])
+    record_points(exp, trial, [MetricPoint("loss", 2.0, float("nan"))])
+    assert trial.status.stop_reason == reasons.OBJECTIVE_NOT_FINITE
+    assert [s.reason for s in plan(exp, [trial], now=NOW).stop] == [reasons.OBJECTIVE_NOT_FINITE]
+    finalize_trial(exp, trial, exit_code=-15, now=NOW)
+    assert trial.phase is TrialPhase.failed and "loss reported nan at step 2" in trial.status.message
+    assert trial.status.observation("loss").curve[-1].value == 1.0  # earlier points kept, NaN not stored
+
+
+def test_crash_and_missing_metrics_phases() -> None:
+    exp = experiment()
+    crashed = running_trial(exp, 0, [])
+    finalize_trial(exp, crashed, exit_code=3, now=NOW, output_tail="Traceback\nZeroDivisionError: boom")
+    assert crashed.phase is TrialPhase.failed and crashed.status.exit_code == 3
+    assert "exit code 3" in crashed.status.message and "ZeroDivisionError: boom" in crashed.status.message
+    silent = running_trial(exp, 1, [])
+    finalize_trial(exp, silent, exit_code=0, now=NOW, output_tail="done")
+    assert silent.phase is TrialPhase.metrics_unavailable and "without reporting loss" in silent.status.message
+
+
+def test_suspend_stops_running_trials_and_they_do_not_use_the_budget() -> None:
+    exp = experiment(suspend=True, maxTrialCount=2, parallelTrialCount=2)
+    trials = [running_trial(exp, 0, [1.0]), running_trial(exp, 1, [])]
+    p = plan(exp, trials, now=NOW)
+    assert {s.reason for s in p.stop} == {reasons.SUSPENDED} and len(p.stop) == 2 and p.create == []
+    assert p.status.phase is ExperimentPhase.suspended
+    for trial, order in zip(trials, p.stop):
+        trial.status.stop_reason = order.reason
+        finalize_trial(exp, trial, exit_code=-15, now=NOW)
+    resumed = plan(experiment(maxTrialCount=2, parallelTrialCount=2), trials, now=NOW)
+    assert [c.index for c in resumed.create] == [2, 3]
+
+
+def test_exhausted_grid_finishes_the_experiment() -> None:
+    params = [{"name": "lr", "type": "discrete", "feasibleSpace": {"list": [0.1, 0.2]}},
+              {"name": "layers", "type": "int", "feasibleSpace": {"min": 1, "max": 1}}]
+    exp = experiment(parameters=params, algorithm={"name": "grid"}, maxTrialCount=10)
+    trials = apply(exp, [])
+    assert len(trials) == 2
+    trials = [finished_trial(exp, t.spec.index, [1.0], assignment=t.spec.parameter_assignments) for t in trials]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.reason == reasons.SPACE_EXHAUSTED
+
+
+def test_learning_curve_stays_bounded_and_keeps_latest() -> None:
+    exp = experiment()
+    trial = running_trial(exp, 0, [float(i) for i in range(1000)])
+    obs = trial.status.observation("loss")
+    assert len(obs.curve) <= 200 and obs.n_points == 1000
+    assert obs.curve[0].step == 1.0 and obs.curve[-1].value == 999.0 and obs.min == 0.0
