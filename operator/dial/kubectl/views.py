@@ -109,11 +109,13 @@ def status_view(experiment: Experiment, trials: Sequence[Trial], now: datetime) 
                           style="green"))
     else:
         parts.append(Text("best: none yet", style="dim"))
-    scored = [t for t in trials if t.status.objective is not None and math.isfinite(t.status.objective)]
+    # Finished trials only: a running trial's objective is provisional (it has its own table below).
+    scored = [t for t in trials if t.phase.is_terminal and t.status.objective is not None
+              and math.isfinite(t.status.objective)]
     top = sorted(scored, key=lambda t: objective.loss(t.status.objective))[:N_TOP]  # type: ignore[arg-type]
     if top:
         parts.append(Text(""))
-        parts.append(_trials_table(f"top {len(top)} of {len(scored)} scored trials", experiment, top, now,
+        parts.append(_trials_table(f"top {len(top)} of {len(scored)} finished trials", experiment, top, now,
                                    best=best.name if best else None))
     running = [t for t in trials if t.phase is TrialPhase.running]
     if running:
@@ -173,7 +175,7 @@ def _trials_table(title: str, experiment: Experiment, trials: Sequence[Trial], n
                       sparkline([p.value for p in observation.curve]) if observation else ""]
         else:
             duration = (s.completion_time or now) - s.start_time if s.start_time else None
-            cells += [_fmt(s.objective), age(duration.total_seconds()) if duration else ""]
+            cells += [_fmt(s.objective), age(duration.total_seconds()) if duration is not None else ""]
         table.add_row(*cells, style="bold green" if t.name == best else PHASE_STYLE[t.phase])
     return table
 

@@ -179,8 +179,10 @@ def _history(rows: Sequence[TrialRow], is_better, start: datetime | None, *, key
 
 def _curve(trial: Trial, metric: str) -> Curve | None:
     obs = trial.status.observation(metric)
-    if obs is None or not obs.curve:
+    if obs is None:
         return None
     points = [p for p in obs.curve if math.isfinite(p.value)]
+    if len(points) < 2:  # one value is a result, not a curve; it is on the history charts
+        return None
     return Curve(trial.name, trial.phase, [p.step for p in points], [p.value for p in points],
                  cut=trial.phase is TrialPhase.early_stopped, reason=trial.status.reason)

@@ -1,0 +1,89 @@
+"""`dial report` on a real local run (scikit-learn digits, with early-stopped trials), opened in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chromium import chromium_available, render
+
+from dial.api.trial import TrialPhase
+from dial.local.results import load_results
+from dial.report.palette import CUT_MARKER_COLOR, PHASE_COLORS
+
+REPO = Path(__file__).resolve().parents[2]
+DIAL = [sys.executable, "-m", "dial.cli"]
+CHARTS = ["history-index", "history-time", "curves", "importance", "slice-C", "slice-gamma", "parallel"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished `dial run` of examples/sklearn-digits (12 SVMs, median stop rule; about 10 s)."""
+    output = tmp_path_factory.mktemp("digits") / "run"
+    done = subprocess.run([*DIAL, "run", str(REPO / "examples/sklearn-digits/experiment.yaml"), "--output", str(output),
+                           "--no-live"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return output
+
+
+@pytest.fixture(scope="module")
+def report(digits_run: Path) -> Path:
+    done = subprocess.run([*DIAL, "report", str(digits_run)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"wrote {digits_run / 'report.html'} (12 trials)" in done.stdout
+    return digits_run / "report.html"
+
+
+def test_report_writes_page_and_every_png(report: Path) -> None:
+    for chart in ("history", "curves", "importance", "slices", "parallel"):
+        png = report.parent / f"report-{chart}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, png
+    page = report.read_text()
+    for chart in CHARTS:
+        assert f'id="{chart}"' in page
+    charts = json.loads(re.search(r"var charts = (\[.*?\]);\n", page, re.S).group(1).replace("<\\/", "</"))
+    assert [c["id"] for c in charts] == CHARTS
+
+
+@pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed (hack/install-chromium.sh)")
+def test_every_chart_draws_in_headless_chromium(report: Path, digits_run: Path) -> None:
+    experiment, trials = load_results(digits_run)
+    scored = [t for t in trials if t.status.objective is not None]
+    stopped = [t for t in trials if t.phase is TrialPhase.early_stopped]
+    assert stopped, "the digits example should early-stop some trials; the cut markers are part of what is checked"
+    page = render(report, digits_run / "report-screenshot.png")
+
+    assert page.console == [], f"console output while rendering: {page.console}"
+    assert re.search(r'<pre id="report-errors"></pre>', page.dom), "the page caught a script error"
+    assert re.search(r'data-charts-drawn="([^"]*)"', page.dom).group(1).split() == CHARTS
+    phase_colours = [c.lower() for c in PHASE_COLORS.values()]
+    for chart in CHARTS:
+        assert "<svg" in page.element(chart), f"{chart}: no SVG drawn"
+    # Data marks, not just axes: one symbol per scored trial (+1 legend symbol per phase shown).
+    n_phases = len({t.phase for t in scored})
+    for chart in ("history-index", "history-time", "slice-C", "slice-gamma"):
+        assert page.marks(chart, colours=phase_colours) >= len(scored) + n_phases, chart
+    assert page.marks("curves", colours=phase_colours) >= len(trials)
+    assert page.marks("curves", colours=[CUT_MARKER_COLOR.lower()]) >= len(stopped)
+    assert page.marks("importance", colours=["#21918c"]) == len(experiment.spec.parameters)
+    assert page.marks("parallel", colour_prefix="rgb(") >= len(scored)
+    assert page.screenshot.stat().st_size > 50_000
+
+
+@pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed (hack/install-chromium.sh)")
+def test_the_browser_check_catches_a_broken_page(tmp_path: Path) -> None:
+    """The check above can fail: a page with a script error and an empty chart is reported as such."""
+    broken = tmp_path / "broken.html"
+    broken.write_text('<html><body><div id="curves" class="chart"></div>'
+                      '<script>console.error("chart failed"); notAFunction();</script></body></html>')
+    page = render(broken, tmp_path / "broken.png")
+    assert any("chart failed" in line for line in page.console)
+    assert any("notAFunction" in line for line in page.console)
+    assert "<svg" not in page.element("curves")
+    assert page.marks("curves", colours=[c.lower() for c in PHASE_COLORS.values()]) == 0
