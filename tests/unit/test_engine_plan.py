@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dial.api import ExperimentPhase, TrialPhase
 from dial.engine import plan
 from dial.engine import reasons
@@ -143,3 +145,58 @@ def test_learning_curve_stays_bounded_and_keeps_latest() -> None:
     obs = trial.status.observation("loss")
     assert len(obs.curve) <= 200 and obs.n_points == 1000
     assert obs.curve[0].step == 1.0 and obs.curve[-1].value == 999.0 and obs.min == 0.0
+
+
+def gpu_experiment(**spec: object):
+    exp = experiment(**spec)
+    container = exp.spec.trial_template.job_spec["template"]["spec"]["containers"][0]
+    container["resources"] = {"limits": {"nvidia.com/gpu": 2}}
+    return exp
+
+
+def test_trial_past_max_trial_seconds_is_stopped_with_the_reason() -> None:
+    from datetime import timedelta
+
+    exp = experiment(maxTrialSeconds=60, maxTrialCount=5, parallelTrialCount=1)
+    trial = running_trial(exp, 0, [1.0])
+    trial.status.start_time = NOW - timedelta(seconds=61)
+    p = plan(exp, [trial], now=NOW)
+    assert [(s.name, s.reason) for s in p.stop] == [("exp-0000", reasons.TRIAL_DEADLINE)]
+    trial.status.start_time = NOW - timedelta(seconds=59)
+    assert plan(exp, [trial], now=NOW).stop == []
+
+
+def test_max_trial_seconds_is_rendered_as_a_job_deadline_backstop() -> None:
+    from dial.engine import render_job_spec
+
+    exp = experiment(maxTrialSeconds=600)
+    spec = render_job_spec(exp, "exp-0000", {"lr": 0.01, "layers": 2})
+    assert spec["activeDeadlineSeconds"] == 630
+    assert spec["template"]["spec"]["containers"][0]["command"][2:] == ["--lr=0.01", "--layers=2"]
+    crashed = running_trial(exp, 0, [0.5])
+    finalize_trial(exp, crashed, exit_code=None, now=NOW, failure_reason="DeadlineExceeded")
+    assert crashed.phase is TrialPhase.early_stopped and crashed.status.reason == reasons.TRIAL_DEADLINE
+
+
+def test_gpu_hours_and_wall_time_budgets_end_the_experiment() -> None:
+    from datetime import timedelta
+
+    exp = gpu_experiment(maxGpuHours=1.0, maxTrialCount=10)
+    exp.status.start_time = NOW - timedelta(hours=2)
+    done = finished_trial(exp, 0, [1.0])
+    done.status.start_time, done.status.completion_time = NOW - timedelta(minutes=100), NOW - timedelta(minutes=80)
+    running = running_trial(exp, 1, [2.0])
+    running.status.start_time = NOW - timedelta(minutes=5)
+    p = plan(exp, [done, running], now=NOW)
+    # 2 GPUs x (20 + 5) minutes = 0.833 GPU-hours: still within budget.
+    assert p.finish is None and p.status.budget.gpu_hours == pytest.approx(2 * 25 / 60, rel=1e-6)
+    assert p.status.budget.gpus_per_trial == 2 and p.status.budget.elapsed_seconds == 7200
+    running.status.start_time = NOW - timedelta(minutes=11)
+    p = plan(exp, [done, running], now=NOW)
+    assert p.finish is not None and p.finish.reason == "MaxGpuHoursReached"
+    assert [s.name for s in p.stop] == ["exp-0001"] and p.create == []
+
+    timed = experiment(maxExperimentSeconds=3600, maxTrialCount=10)
+    timed.status.start_time = NOW - timedelta(seconds=3600)
+    p = plan(timed, [], now=NOW)
+    assert p.finish is not None and p.finish.reason == "MaxExperimentSecondsReached" and p.create == []

@@ -127,7 +127,8 @@ def _flatten_strings(obj: Any) -> str:
 
 class ExperimentSpec(ApiModel):
     objective: ObjectiveSpec
-    parameters: Annotated[list[ParameterSpec], Field(min_length=1)]
+    # maxItems bounds the CEL cost estimate of the feasibleSpace rules (the API server rejects the CRD without it).
+    parameters: Annotated[list[ParameterSpec], Field(min_length=1, max_length=100)]
     algorithm: AlgorithmSpec = Field(default_factory=lambda: AlgorithmSpec(name="random"))
     parallel_trial_count: Annotated[int, Field(ge=1)] = 1
     max_trial_count: Annotated[int, Field(ge=1)] = 10
@@ -137,6 +138,9 @@ class ExperimentSpec(ApiModel):
     trial_template: TrialTemplate
     seed: int = 0
     suspend: bool = False
+    max_trial_seconds: Annotated[int, Field(ge=1)] | None = None
+    max_experiment_seconds: Annotated[int, Field(ge=1)] | None = None
+    max_gpu_hours: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ExperimentSpec":
@@ -192,6 +196,14 @@ class TrialCounts(ApiModel):
         return self.succeeded + self.failed + self.early_stopped + self.metrics_unavailable
 
 
+class BudgetUsage(ApiModel):
+    """What the experiment has spent of its time and GPU budgets."""
+
+    elapsed_seconds: float = 0.0
+    gpu_hours: float = 0.0
+    gpus_per_trial: float = 0.0
+
+
 class ExperimentStatus(ApiModel):
     phase: ExperimentPhase = ExperimentPhase.pending
     conditions: list[Condition] = Field(default_factory=list)
@@ -203,6 +215,7 @@ class ExperimentStatus(ApiModel):
     best_objective: float | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
+    budget: BudgetUsage = Field(default_factory=BudgetUsage)
 
 
 class ObjectMeta(ApiModel):

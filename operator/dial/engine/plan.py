@@ -14,7 +14,7 @@ from typing import Sequence
 from dial.api.experiment import BestTrial, Condition, Experiment, ExperimentPhase, ExperimentStatus, TrialCounts
 from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, trial_name
-from dial.engine import reasons
+from dial.engine import budget, reasons
 from dial.search import SearchSpace, TrialRecord, make_strategy
 from dial.stopping import make_rule
 
@@ -99,6 +99,8 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
     budget_used = sum(1 for t in trials if t.status.reason not in reasons.NOT_COUNTED or not t.phase.is_terminal)
     n_failed = counts.failed + counts.metrics_unavailable
     best = best_trial(experiment, trials)
+    spent = budget.usage(experiment, trials, now)
+    out_of_budget = budget.exhausted(experiment, spent)
     result = Plan()
 
     finish: Finish | None = None
@@ -112,6 +114,8 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
         finish = Finish(ExperimentPhase.succeeded, reasons.GOAL_REACHED,
                         f"trial {best.name} reached {spec.objective.metric_name}={best.status.objective:.6g} "
                         f"(goal {spec.objective.goal:g})")
+    elif out_of_budget is not None:
+        finish = Finish(ExperimentPhase.succeeded, *out_of_budget)
     elif budget_used >= spec.max_trial_count and not active:
         finish = Finish(ExperimentPhase.succeeded, reasons.MAX_TRIALS_REACHED,
                         f"{budget_used} of maxTrialCount {spec.max_trial_count} trials ran")
@@ -123,6 +127,10 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
         result.stop = [StopOrder(t.name, stop_all_reason, message) for t in active]
     else:
         result.stop = _rule_stops(experiment, trials, active)
+        stopping = {o.name for o in result.stop}
+        result.stop += [StopOrder(t.name, reasons.TRIAL_DEADLINE,
+                                  f"ran longer than maxTrialSeconds {spec.max_trial_seconds}")
+                        for t in budget.overdue(experiment, trials, now) if t.name not in stopping]
         n_new = min(spec.parallel_trial_count - len(active), spec.max_trial_count - budget_used)
         if n_new > 0:
             result.create = _propose(experiment, trials, n_new)
@@ -132,6 +140,7 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
 
     result.finish = finish
     result.status = _status(experiment, trials, counts, best, finish, budget_used, len(result.create), now)
+    result.status.budget = spent
     return result
 
 

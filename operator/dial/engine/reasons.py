@@ -14,6 +14,9 @@ INTERRUPTED = "Interrupted"
 TRAINING_FAILED = "TrainingFailed"
 TRAINING_SUCCEEDED = "TrainingSucceeded"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
+TRIAL_DEADLINE = "MaxTrialSecondsExceeded"
+# The Job controller's reason when activeDeadlineSeconds (our backstop for maxTrialSeconds) fires.
+JOB_DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 # Trials stopped for these reasons were cut short by the user or the experiment, not by their
 # own merit: they do not use up the trial budget.

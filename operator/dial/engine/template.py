@@ -9,6 +9,7 @@ from typing import Any
 from dial.api.experiment import Experiment, TrialTemplate
 from dial.api.space import ParameterValue
 
+DEADLINE_BACKSTOP_SECONDS = 30
 _PLACEHOLDER = re.compile(r"\$\{(trialParameters|trialSpec)\.([A-Za-z0-9_.-]+)\}")
 
 
@@ -50,7 +51,14 @@ def render_job_spec(experiment: Experiment, trial_name: str, assignment: dict[st
     values = {name: format_value(assignment[ref]) for name, ref in references.items() if ref in assignment}
     meta = {"Name": trial_name, "Namespace": experiment.metadata.namespace or "default",
             "Experiment": experiment.name}
-    return substitute(copy.deepcopy(template.job_spec), values, meta)
+    job_spec = substitute(copy.deepcopy(template.job_spec), values, meta)
+    limit = experiment.spec.max_trial_seconds
+    if limit is not None:
+        # A backstop for when the backend is down: normally the plan stops the trial at `limit`
+        # gracefully, keeping its reason; the Job controller kills it a little later regardless.
+        backstop = limit + DEADLINE_BACKSTOP_SECONDS
+        job_spec["activeDeadlineSeconds"] = min(job_spec.get("activeDeadlineSeconds", backstop), backstop)
+    return job_spec
 
 
 def primary_container(job_spec: dict[str, Any], name: str | None) -> dict[str, Any]:
