@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Iterable
 
-from dial.api.experiment import Experiment, ObjectMeta
+from dial.api.experiment import Experiment, ObjectiveSpec, ObjectMeta
 from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, TrialSpec, TrialStatus, trial_name
 from dial.engine import reasons
@@ -32,17 +32,21 @@ def record_points(experiment: Experiment, trial: Trial, points: Iterable[MetricP
 
     Returns how many points were recorded.
     """
-    objective = experiment.spec.objective
+    return record_observations(experiment.spec.objective, trial.status, points)
+
+
+def record_observations(objective: ObjectiveSpec, status: TrialStatus, points: Iterable[MetricPoint]) -> int:
+    """`record_points` on a bare status: the metrics collector sidecar knows the objective, not the experiment."""
     n = 0
     for point in points:
         if not math.isfinite(point.value):
-            if point.name == objective.metric_name and trial.status.stop_reason is None:
-                trial.status.stop_reason = reasons.OBJECTIVE_NOT_FINITE
-                trial.status.stop_message = f"{point.name} reported {point.value} at step {point.step:g}"
+            if point.name == objective.metric_name and status.stop_reason is None:
+                status.stop_reason = reasons.OBJECTIVE_NOT_FINITE
+                status.stop_message = f"{point.name} reported {point.value} at step {point.step:g}"
             continue
-        trial.status.record(point.name, point.step if point.step is not None else 0.0, point.value)
+        status.record(point.name, point.step if point.step is not None else 0.0, point.value)
         n += 1
-    trial.status.update_objective(objective)
+    status.update_objective(objective)
     return n
 
 
@@ -61,6 +65,9 @@ def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | Non
     status.start_time = status.start_time or now
     status.update_objective(experiment.spec.objective)
     tail = output_tail[-OUTPUT_TAIL_CHARS:].strip()
+    if failure_reason == reasons.JOB_DEADLINE_EXCEEDED and status.stop_reason is None:
+        status.stop_reason = reasons.TRIAL_DEADLINE
+        status.stop_message = "the Job's activeDeadlineSeconds passed (maxTrialSeconds)"
     if status.stop_reason == reasons.OBJECTIVE_NOT_FINITE:
         status.phase, status.reason, status.message = TrialPhase.failed, status.stop_reason, status.stop_message
     elif status.stop_reason is not None:
