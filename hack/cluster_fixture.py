@@ -13,7 +13,8 @@ Fixtures
 ``cluster`` (session): a :class:`Cluster`. If a cluster for this checkout is already up
 (``hack/cluster up`` by hand, or ``DIAL_CLUSTER_DIR`` pointing at one) it is reused and left
 running; otherwise it is started with ``hack/cluster up`` and stopped with ``hack/cluster down``
-at the end of the session (``DIAL_KEEP_CLUSTER=1`` keeps it). Every YAML in ``crds/`` is applied
+when the last test session using it ends (``DIAL_KEEP_CLUSTER=1`` keeps it). Sessions may run
+concurrently: each registers its pid under ``<dir>/users``. Every YAML in ``crds/`` is applied
 and waited for until Established (``DIAL_CRDS_DIR`` names another directory; empty skips).
 
 ``namespace`` (function): a fresh namespace name; deleted after the test (not waited for).
@@ -193,15 +194,37 @@ def _state() -> dict:
         return json.load(f)
 
 
+def _live_users(users_dir: str) -> list[int]:
+    pids = []
+    for name in os.listdir(users_dir) if os.path.isdir(users_dir) else []:
+        try:
+            pid = int(name)
+            os.kill(pid, 0)
+            pids.append(pid)
+        except (ValueError, ProcessLookupError):
+            try:
+                os.remove(os.path.join(users_dir, name))
+            except OSError:
+                pass
+        except PermissionError:
+            pids.append(int(name))
+    return pids
+
+
 @pytest.fixture(scope="session")
 def cluster():
-    started = False
     if _run_cluster("env", timeout=30).returncode != 0:
         r = _run_cluster("up")
         if r.returncode != 0:
             pytest.fail(f"hack/cluster up failed:\n{r.stderr[-6000:]}", pytrace=False)
-        started = True
+        if "already running" not in r.stderr:  # started now, by a test session
+            open(os.path.join(_state()["dir"], "started-by-fixture"), "w").close()
     c = Cluster(_state())
+    # sessions sharing the cluster register here; the last one out stops a fixture-started cluster
+    users = os.path.join(c.dir, "users")
+    os.makedirs(users, exist_ok=True)
+    me = os.path.join(users, str(os.getpid()))
+    open(me, "w").close()
     old = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = c.kubeconfig
     crds = os.environ.get("DIAL_CRDS_DIR", os.path.join(REPO, "crds"))  # "" skips
@@ -214,7 +237,12 @@ def cluster():
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = old
-        if started and os.environ.get("DIAL_KEEP_CLUSTER") != "1":
+        try:
+            os.remove(me)
+        except OSError:
+            pass
+        if (os.path.exists(os.path.join(c.dir, "started-by-fixture")) and not _live_users(users)
+                and os.environ.get("DIAL_KEEP_CLUSTER") != "1"):
             _run_cluster("down", timeout=120)
 
 
