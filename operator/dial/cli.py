@@ -46,9 +46,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"dial run: {output} already holds results; pass --resume to continue them "
                   "or choose another --output", file=sys.stderr)
             return EXIT_BAD_INPUT
+    metrics = None
+    if args.metrics_port is not None:
+        from dial.metrics.exporter import serve_metrics
+
+        metrics = serve_metrics(args.metrics_port, args.metrics_address)
+        print(f"metrics: http://{args.metrics_address}:{args.metrics_port}/metrics")
     runner = LocalRunner(experiment, output, base_dir=Path.cwd(), trials=trials,
                          display=Display(live=None if args.live is None else args.live),
-                         grace_seconds=args.grace_period)
+                         grace_seconds=args.grace_period, metrics=metrics)
     try:
         final = runner.run()
     except KeyboardInterrupt:
@@ -120,6 +126,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"results directory (default: {DEFAULT_RESULTS_DIR}/<name>-<time>)")
     run.add_argument("--resume", action="store_true", help="continue an earlier run (the latest one, or --output)")
     run.add_argument("--grace-period", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    run.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
+                     help="serve Prometheus metrics at http://ADDRESS:PORT/metrics while the run lasts")
+    run.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDRESS",
+                     help="address for --metrics-port (default: %(default)s; 0.0.0.0 for every interface)")
     live = run.add_mutually_exclusive_group()
     live.add_argument("--live", dest="live", action="store_true", default=None, help="always show the live table")
     live.add_argument("--no-live", dest="live", action="store_false", help="print one line per event")

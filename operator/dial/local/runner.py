@@ -17,6 +17,7 @@ from dial.engine.trials import mark_running
 from dial.local.display import Display
 from dial.local.process import TrialProcess, trial_environment
 from dial.local.results import save_results
+from dial.metrics.exporter import DialMetrics
 from dial.metrics.parsing import MetricReader
 
 POLL_SECONDS = 0.1
@@ -54,13 +55,14 @@ def check_runnable(experiment: Experiment) -> None:
 
 class LocalRunner:
     def __init__(self, experiment: Experiment, output: Path, *, base_dir: Path, trials: list[Trial] | None = None,
-                 display: Display | None = None, grace_seconds: float = 5.0):
+                 display: Display | None = None, grace_seconds: float = 5.0, metrics: DialMetrics | None = None):
         self.experiment = experiment
         self.output = output
         self.base_dir = base_dir
         self.trials: list[Trial] = trials or []
         self.display = display or Display(live=False)
         self.grace_seconds = grace_seconds
+        self.plan = metrics.plan if metrics is not None else plan  # same plan; recorded for Prometheus when asked
         self.running: dict[str, LocalTrial] = {}
         self._last_save = 0.0
         self._announced_finish: str | None = None
@@ -92,7 +94,7 @@ class LocalRunner:
     def step(self) -> Plan:
         now = utcnow()
         self._collect(now)
-        current = plan(self.experiment, self.trials, now=now)
+        current = self.plan(self.experiment, self.trials, now=now)
         for order in current.stop:
             local = self.running.get(order.name)
             if local is None:
