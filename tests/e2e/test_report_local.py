@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from chromium import chromium_available, render
+from report_checks import PHASE_PAINTS, assert_report_drew
 
 from dial.api.trial import TrialPhase
 from dial.local.results import load_results
-from dial.report.palette import CUT_MARKER_COLOR, PHASE_COLORS
 
 REPO = Path(__file__).resolve().parents[2]
 DIAL = [sys.executable, "-m", "dial.cli"]
@@ -54,25 +54,10 @@ def test_report_writes_page_and_every_png(report: Path) -> None:
 @pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed (hack/install-chromium.sh)")
 def test_every_chart_draws_in_headless_chromium(report: Path, digits_run: Path) -> None:
     experiment, trials = load_results(digits_run)
-    scored = [t for t in trials if t.status.objective is not None]
     stopped = [t for t in trials if t.phase is TrialPhase.early_stopped]
     assert stopped, "the digits example should early-stop some trials; the cut markers are part of what is checked"
     page = render(report, digits_run / "report-screenshot.png")
-
-    assert page.console == [], f"console output while rendering: {page.console}"
-    assert re.search(r'<pre id="report-errors"></pre>', page.dom), "the page caught a script error"
-    assert re.search(r'data-charts-drawn="([^"]*)"', page.dom).group(1).split() == CHARTS
-    phase_colours = [c.lower() for c in PHASE_COLORS.values()]
-    for chart in CHARTS:
-        assert "<svg" in page.element(chart), f"{chart}: no SVG drawn"
-    # Data marks, not just axes: one symbol per scored trial (+1 legend symbol per phase shown).
-    n_phases = len({t.phase for t in scored})
-    for chart in ("history-index", "history-time", "slice-C", "slice-gamma"):
-        assert page.marks(chart, colours=phase_colours) >= len(scored) + n_phases, chart
-    assert page.marks("curves", colours=phase_colours) >= len(trials)
-    assert page.marks("curves", colours=[CUT_MARKER_COLOR.lower()]) >= len(stopped)
-    assert page.marks("importance", colours=["#21918c"]) == len(experiment.spec.parameters)
-    assert page.marks("parallel", colour_prefix="rgb(") >= len(scored)
+    assert_report_drew(page, experiment, trials, CHARTS)
     assert page.screenshot.stat().st_size > 50_000
 
 
@@ -86,4 +71,4 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path) -> None:
     assert any("chart failed" in line for line in page.console)
     assert any("notAFunction" in line for line in page.console)
     assert "<svg" not in page.element("curves")
-    assert page.marks("curves", colours=[c.lower() for c in PHASE_COLORS.values()]) == 0
+    assert page.marks("curves", colours=PHASE_PAINTS) == 0
