@@ -9,28 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "dial"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from helm_chart import CHART, ROOT, helm_binary, render  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    """The helm v3 binary hack/cluster builds (cached); skipped only when it cannot be built."""
-    r = subprocess.run([sys.executable, str(ROOT / "hack" / "cluster"), "build"], capture_output=True, text=True,
-                       timeout=1800)
-    paths = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
-    if r.returncode != 0 or "helm" not in paths:
-        pytest.skip(f"helm cannot be built here: {r.stderr[-500:]}")
-    return paths["helm"]
-
-
-def render(helm: str, *sets: str, namespace: str = "dial") -> list[dict[str, Any]]:
-    args = [arg for s in sets for arg in ("--set", s)]
-    r = subprocess.run([helm, "template", "t", str(CHART), "-n", namespace, *args], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return [d for d in yaml.safe_load_all(r.stdout) if d]
+    path, why = helm_binary()
+    if path is None:
+        pytest.skip(why)
+    return path
 
 
 def render_error(helm: str, *sets: str) -> str:
