@@ -17,6 +17,7 @@ import yaml
 
 from dial.api import Experiment, Trial
 from dial.api.base import API_GROUP, API_VERSION
+from dial.engine.plan import count
 from dial.local.results import load_results
 from dial.report import build_report_data
 from dial.report.echarts_options import chart_specs
@@ -75,7 +76,9 @@ def running_copy(experiment: Experiment, trials: list[Trial], n_done: int) -> tu
     kept = [t.model_copy(deep=True) for t in trials[: n_done + 1]]
     last = kept[-1].status
     last.phase, last.reason, last.completion_time, last.exit_code = last.phase.running, None, None, None
-    live.status.trials_created = len(kept)
+    live.status.trials = count(kept)
+    live.status.trials_created, live.status.trials_done = len(kept), live.status.trials.done
+    live.status.progress = f"{live.status.trials_done}/{live.spec.max_trial_count}"
     return live, kept
 
 
@@ -85,11 +88,12 @@ def test_list_and_status_of_an_experiment(cluster, namespace, digits_run) -> Non
     upload(cluster, namespace, live, kept)
     listed = plugin(cluster, "list", "-n", namespace).stdout
     assert listed.split("\n")[0].split() == ["NAME", "PHASE", "PROGRESS", "RUNNING", "BEST", "ALGORITHM", "AGE"]
-    assert listed.split("\n")[1].split()[:2] == ["sklearn-digits", "Running"]
+    assert listed.split("\n")[1].split()[:4] == ["sklearn-digits", "Running", "6/12", "1"]
 
     status = plugin(cluster, "status", "sklearn-digits", "-n", namespace).stdout
     best = max((t for t in kept[:6] if t.phase.value == "Succeeded"), key=lambda t: t.status.objective)
     assert f"Experiment sklearn-digits ({namespace})  Running" in status
+    assert "6/12 done · 1 running" in status
     assert f"best: {best.name} accuracy={best.status.objective:.6g}" in status
     assert "budget: 7 of 12 trials started" in status
     assert "top 5 of 6 finished trials" in status

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from dial.api.experiment import Experiment
 from dial.api.trial import Trial, TrialPhase
-from dial.engine.plan import best_trial
+from dial.engine.plan import best_trial, count
 from dial.kubectl.cluster import budget_used
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
@@ -87,11 +87,10 @@ def status_view(experiment: Experiment, trials: Sequence[Trial], now: datetime) 
     objective = spec.objective
     parts: list[RenderableType] = []
     condition = status.conditions[0] if status.conditions else None
-    header = Text.assemble(("Experiment ", "bold"), (experiment.name, "bold cyan"),
-                           f" ({experiment.metadata.namespace or 'default'})  ",
-                           (status.phase.value, "bold"),
-                           f"  {condition.reason}: {condition.message}" if condition else "")
-    parts.append(header)
+    parts.append(Text.assemble(("Experiment ", "bold"), (experiment.name, "bold cyan"),
+                               f" ({experiment.metadata.namespace or 'default'})  ", (status.phase.value, "bold")))
+    if condition:
+        parts.append(Text(f"{condition.reason}: {condition.message}"))
     parts.append(Text(f"objective: {objective.type.value} {objective.metric_name}"
                       + (f" (goal {objective.goal:g})" if objective.goal is not None else "")
                       + f" · algorithm {spec.algorithm.name}"
@@ -125,7 +124,8 @@ def status_view(experiment: Experiment, trials: Sequence[Trial], now: datetime) 
 
 
 def _progress_line(experiment: Experiment, trials: Sequence[Trial]) -> str:
-    counts = experiment.status.trials
+    # Counted from the trials themselves: the experiment's status lags until the operator's next pass.
+    counts = count(trials) if trials else experiment.status.trials
     done, total = counts.done, experiment.spec.max_trial_count
     filled = min(PROGRESS_BAR_WIDTH, round(PROGRESS_BAR_WIDTH * done / total)) if total else 0
     bar = "█" * filled + "░" * (PROGRESS_BAR_WIDTH - filled)
@@ -141,7 +141,8 @@ def _budget_line(experiment: Experiment, trials: Sequence[Trial], now: datetime)
     used = max(budget_used(list(trials)), 0)
     parts = [f"budget: {used} of {spec.max_trial_count} trials started"]
     if spec.max_failed_trial_count is not None:
-        failed = status.trials.failed + status.trials.metrics_unavailable
+        counts = count(trials) if trials else status.trials
+        failed = counts.failed + counts.metrics_unavailable
         parts.append(f"{failed} of {spec.max_failed_trial_count} failures allowed")
     if status.start_time is not None:
         end = status.completion_time or now
