@@ -69,6 +69,19 @@ def test_status_shows_phase_budget_best_top_trials_and_running_curves() -> None:
     assert "exp-0006" not in running  # finished (EarlyStopped) trials have no live curve
 
 
+def test_status_shows_time_and_gpu_budgets_when_set() -> None:
+    exp, trials = _experiment_with_trials()
+    exp.spec.max_experiment_seconds, exp.spec.max_gpu_hours, exp.spec.max_trial_seconds = 3600, 2.0, 600
+    exp.spec.trial_template.trial_spec["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "limits": {"nvidia.com/gpu": 2}}
+    for t in trials:
+        t.status.start_time = NOW
+        t.status.completion_time = NOW + timedelta(minutes=3) if t.phase.is_terminal else None
+    text = render_text(status_view(exp, trials, NOW + timedelta(minutes=3)), width=160)
+    # 8 trials x 3 minutes x 2 GPUs = 0.8 GPU-hours
+    assert "elapsed 3m of 1h · 0.8 GPU-hours of 2 · 10m per trial · parallel 2" in text
+
+
 def test_status_before_any_result_says_so() -> None:
     exp = experiment()
     text = render_text(status_view(exp, [], NOW))

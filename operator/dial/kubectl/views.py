@@ -13,6 +13,7 @@ from rich.text import Text
 
 from dial.api.experiment import Experiment
 from dial.api.trial import Trial, TrialPhase
+from dial.engine.budget import usage
 from dial.engine.plan import best_trial, count
 from dial.kubectl.cluster import budget_used
 
@@ -137,16 +138,22 @@ def _progress_line(experiment: Experiment, trials: Sequence[Trial]) -> str:
 
 
 def _budget_line(experiment: Experiment, trials: Sequence[Trial], now: datetime) -> str:
+    """Every budget the experiment has and how much of it is spent (time and GPU-hours as the engine counts them)."""
     spec, status = experiment.spec, experiment.status
-    used = max(budget_used(list(trials)), 0)
-    parts = [f"budget: {used} of {spec.max_trial_count} trials started"]
+    parts = [f"budget: {budget_used(list(trials))} of {spec.max_trial_count} trials started"]
     if spec.max_failed_trial_count is not None:
         counts = count(trials) if trials else status.trials
         failed = counts.failed + counts.metrics_unavailable
         parts.append(f"{failed} of {spec.max_failed_trial_count} failures allowed")
     if status.start_time is not None:
-        end = status.completion_time or now
-        parts.append(f"elapsed {age((end - status.start_time).total_seconds())}")
+        spent = usage(experiment, trials, status.completion_time or now)
+        parts.append(f"elapsed {age(spent.elapsed_seconds)}"
+                     + (f" of {age(spec.max_experiment_seconds)}" if spec.max_experiment_seconds else ""))
+        if spec.max_gpu_hours is not None or spent.gpus_per_trial:
+            parts.append(f"{spent.gpu_hours:.3g} GPU-hours"
+                         + (f" of {spec.max_gpu_hours:g}" if spec.max_gpu_hours is not None else ""))
+    if spec.max_trial_seconds is not None:
+        parts.append(f"{age(spec.max_trial_seconds)} per trial")
     parts.append(f"parallel {spec.parallel_trial_count}")
     return " · ".join(parts)
 
