@@ -16,7 +16,10 @@ binds to them, each container as a local process:
   to the volume directory), and occurrences of a mount path (or the workingDir) in command,
   args and env values are rewritten to the remapped path. ``DIAL_POD_ROOT`` holds ``<root>/fs``.
 * GPUs: ``nvidia.com/gpu`` limits get distinct ids from the node's pool, handed out as
-  ``CUDA_VISIBLE_DEVICES`` (and ``NVIDIA_VISIBLE_DEVICES``).
+  ``CUDA_VISIBLE_DEVICES`` (and ``NVIDIA_VISIBLE_DEVICES``); a container without GPUs gets
+  ``CUDA_VISIBLE_DEVICES=""``.
+* ``activeDeadlineSeconds`` is enforced (phase Failed, reason DeadlineExceeded). Probes, exec,
+  port-forward, hostPath and image entrypoints are not implemented.
 * The pod's ServiceAccount token (TokenRequest bound to the pod) is given to the process as a
   ``KUBECONFIG`` file; the process never sees the agent's own (admin) credentials.
 * Init containers run to completion in order; init containers with ``restartPolicy: Always``
@@ -344,7 +347,17 @@ class PodWorker(threading.Thread):
             self.report()
 
         # main loop
+        deadline = self.pod["spec"].get("activeDeadlineSeconds")
         while not self.stop_event.is_set():
+            if deadline and (now() - self.start_time).total_seconds() > deadline:
+                self.terminate_all(self.grace)
+                self.phase, self.reason = "Failed", "DeadlineExceeded"
+                self.message = f"Pod was active on the node longer than the specified deadline ({deadline}s)"
+                self.report()
+                self.node.gpu_pool.give(self.gpu_ids)
+                self.gpu_ids = []
+                self.wait_for_deletion()
+                return
             changed = self.supervise_sidecars()
             for c in self.mains:
                 code = c.poll()
@@ -565,8 +578,9 @@ class PodWorker(threading.Thread):
                 env[k] = os.environ[k]
         if self.kubeconfig_path:
             env["KUBECONFIG"] = self.kubeconfig_path
-        if c.gpu_ids:
-            env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, c.gpu_ids))
+        # like the NVIDIA device plugin: a container sees only the GPUs it was given (none: none)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, c.gpu_ids))
+        env["NVIDIA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"] or "void"
         # path remapping for mount paths and the working dir
         mounts = [m["mountPath"] for m in spec.get("volumeMounts") or []]
         wd = spec.get("workingDir")

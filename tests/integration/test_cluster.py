@@ -114,10 +114,11 @@ def test_garbage_collector_removes_dependents(cluster, namespace):
     cluster.wait_for(gone, 30, what="dependents collected")
 
 
-def gpu_pod(name: str, ns: str, gpus: int, code: str) -> dict:
+def gpu_pod(name: str, ns: str, gpus: int, code: str, node: str | None = None) -> dict:
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
-        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                 "nodeSelector": {"kubernetes.io/hostname": node} if node else None, "containers": [{
             "name": "main", "image": "trainer", "command": ["python", "-c", code],
             "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]},
     }
@@ -135,8 +136,9 @@ def test_gpu_scheduling_and_isolation(cluster, namespace):
     assert p.status.phase == "Pending" and not p.spec.node_name
 
     code = "import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(600)"
+    node = cluster.core.list_node().items[0].metadata.name  # both on one node (there may be several)
     for n in ("gpu-a", "gpu-b"):
-        cluster.core.create_namespaced_pod(namespace, gpu_pod(n, namespace, 1, code))
+        cluster.core.create_namespaced_pod(namespace, gpu_pod(n, namespace, 1, code, node))
     for n in ("gpu-a", "gpu-b"):
         cluster.wait_pod_phase(namespace, n, "Running", 30)
     a, b = (cluster.wait_for(lambda n=n: cluster.pod_log(namespace, n).strip(), 15) for n in ("gpu-a", "gpu-b"))
@@ -308,3 +310,14 @@ def test_helm_installs_a_chart(cluster, namespace, tmp_path):
     cluster.helm("install", "tiny", str(chart), "-n", namespace, "--set", "greeting=hi", "--wait", "--timeout", "60s")
     assert cluster.core.read_namespaced_config_map("tiny", namespace).data == {"greeting": "hi"}
     assert "tiny" in cluster.helm("list", "-n", namespace, "-q").stdout
+
+
+def test_active_deadline_seconds(cluster, namespace):
+    cluster.core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow", "namespace": namespace},
+        "spec": {"restartPolicy": "Never", "activeDeadlineSeconds": 2, "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": "x",
+                                 "command": ["python", "-c", "import os, time; print(repr(os.environ['CUDA_VISIBLE_DEVICES']), flush=True); time.sleep(600)"]}]}})
+    pod = cluster.wait_pod_phase(namespace, "slow", timeout=30)
+    assert pod.status.phase == "Failed" and pod.status.reason == "DeadlineExceeded"
+    assert cluster.pod_log(namespace, "slow", "main") == "''\n"  # no GPUs asked for: none visible
