@@ -742,10 +742,12 @@ def write_file(path: str, content: str | bytes, mode: int = 0o644) -> None:
 
 class NodeAgent:
     def __init__(self, kubeconfig: str, data_dir: str, nodes: list[Node], kubelet_port: int = 0,
-                 tls_cert: str | None = None, tls_key: str | None = None, pass_env: list[str] | None = None):
+                 tls_cert: str | None = None, tls_key: str | None = None, pass_env: list[str] | None = None,
+                 client_ca: str | None = None):
         self.kubeconfig, self.data_dir, self.nodes = kubeconfig, os.path.abspath(data_dir), {n.name: n for n in nodes}
         self.kubelet_port, self.tls_cert, self.tls_key = kubelet_port, tls_cert, tls_key
         self.pass_env = pass_env or []
+        self.client_ca = client_ca
         cfg = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         cfg.connection_pool_maxsize = 32
@@ -1033,6 +1035,9 @@ class NodeAgent:
         if self.tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.tls_cert, self.tls_key)
+            if self.client_ca:  # only the apiserver's kubelet client cert (signed by the cluster CA)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(self.client_ca)
             srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         self.kubelet_server = srv
         threading.Thread(target=srv.serve_forever, daemon=True, name="kubelet-http").start()
@@ -1083,13 +1088,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubelet-port", type=int, default=0, help="serve the kubelet log endpoint on this loopback port")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--client-ca", help="require client certs signed by this CA on the kubelet endpoint")
     p.add_argument("--pass-env", action="append", default=[], help="host env var to pass to containers")
     p.add_argument("--ready-file", help="touched once the nodes are registered")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     names = [a.node_name] if a.nodes == 1 else [f"{a.node_name}-{i}" for i in range(a.nodes)]
     agent = NodeAgent(a.kubeconfig, a.data_dir, [Node(n, a.cpu, a.memory, a.gpus, a.max_pods) for n in names],
-                      kubelet_port=a.kubelet_port, tls_cert=a.tls_cert, tls_key=a.tls_key, pass_env=a.pass_env)
+                      kubelet_port=a.kubelet_port, tls_cert=a.tls_cert, tls_key=a.tls_key, pass_env=a.pass_env,
+                      client_ca=a.client_ca)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
