@@ -1,0 +1,195 @@
+"""End to end on the local control plane: `helm install` the chart, run an experiment through the
+operator pod (with exactly the chart's ServiceAccount and RBAC), scrape it with a real Prometheus
+(Debian's package, hack/install-prometheus.sh) and evaluate every PromQL expression of the Grafana
+dashboard through Prometheus's HTTP API; then `helm uninstall` leaves only the CRDs.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from cluster_fixture import Cluster, cluster  # noqa: E402,F401  (pytest fixture)
+from dashboard import concrete, load, panel_queries, variable_queries  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+PROMETHEUS = "/usr/bin/prometheus"
+RELEASE = f"dial-{int(time.time()) % 10**6}"  # cluster-scoped RBAC is named after it: unique per run
+CHART = ROOT / "charts" / "dial"
+EXPERIMENT = "sklearn-digits"
+SCRAPE_SECONDS = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    return urllib.request.urlopen(url, timeout=timeout).read().decode()
+
+
+class Prometheus:
+    """A real Prometheus server scraping one static target, queried through its HTTP API."""
+
+    def __init__(self, target: str, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
+                  "scrape_configs": [{"job_name": "dial-operator", "static_configs": [{"targets": [target]}]}]}
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = (workdir / "prometheus.log").open("w")
+        self.process = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
+
+    def api(self, path: str, **params: str) -> Any:
+        body = json.loads(http_get(f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"))
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query_range(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        return self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step="2")["result"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def prometheus_binary() -> str:
+    if not Path(PROMETHEUS).exists():
+        pytest.fail(f"{PROMETHEUS} is missing: run hack/install-prometheus.sh (the test script does)")
+    return PROMETHEUS
+
+
+@pytest.fixture
+def release_namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"dial-e2e-{int(time.time() * 1000) % 10**8}"
+    yield name
+    cluster.helm("uninstall", RELEASE, "-n", name, "--wait", check=False)
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def experiment_manifest(namespace: str) -> str:
+    manifest = yaml.safe_load((ROOT / "examples" / EXPERIMENT / "experiment.yaml").read_text())
+    manifest["metadata"]["namespace"] = namespace
+    manifest["spec"]["maxTrialCount"] = 8
+    return yaml.safe_dump(manifest)
+
+
+def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluster, release_namespace: str,
+                                                                  prometheus_binary: str, tmp_path: Path) -> None:
+    ns = release_namespace
+    health_port, metrics_port = free_port(), free_port()
+    # Pods run as processes on this machine, so the ports are free ones here. Watching only this
+    # namespace keeps the operator away from other tests' experiments on the shared cluster.
+    install = cluster.helm(
+        "install", RELEASE, str(CHART), "-n", ns, "--create-namespace", "--wait", "--timeout", "180s",
+        "--set", f"watchNamespaces={{{ns}}}", "--set", f"operator.healthPort={health_port}",
+        "--set", f"metrics.port={metrics_port}", "--set", "image.repository=dial-worker", timeout=240)
+    assert "kubectl get experiments" in install.stdout and f"helm uninstall {RELEASE}" in install.stdout
+
+    def operator_log() -> str:
+        pod = cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items[0]
+        return cluster.pod_log(ns, pod.metadata.name)
+
+    def alive() -> bool:
+        try:
+            http_get(f"http://127.0.0.1:{health_port}/healthz", timeout=2)
+        except OSError:
+            return False
+        return True
+
+    try:
+        cluster.wait_for(alive, timeout=60, interval=0.5, what="kopf's liveness endpoint")
+    except TimeoutError:
+        pytest.fail(f"the operator did not come up; its log:\n{operator_log()}")
+    pods = cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items
+    assert len(pods) == 1 and pods[0].status.phase == "Running"
+    assert pods[0].spec.service_account_name == f"{RELEASE}-operator"
+    operator_sa = f"system:serviceaccount:{ns}:{RELEASE}-operator"
+    can = lambda *args: cluster.kubectl("auth", "can-i", *args, "--as", operator_sa, check=False).stdout.strip()  # noqa: E731
+    assert can("create", "trials.dial.dev", "-n", ns) == "yes"
+    assert can("delete", "experiments.dial.dev", "-n", ns) == "no"
+    assert can("list", "jobs.batch", "-n", "default") == "no"  # only the watched namespace
+
+    prometheus = Prometheus(f"127.0.0.1:{metrics_port}", tmp_path)
+    try:
+        started = time.time()
+        cluster.apply(experiment_manifest(ns))
+
+        def finished() -> dict[str, Any] | None:
+            exp = cluster.custom.get_namespaced_custom_object("dial.dev", "v1alpha1", ns, "experiments", EXPERIMENT)
+            phase = (exp.get("status") or {}).get("phase")
+            return exp if phase in ("Succeeded", "Failed") else None
+
+        try:
+            experiment = cluster.wait_for(finished, timeout=400, interval=1, what=f"{EXPERIMENT} to finish")
+        except TimeoutError:
+            pytest.fail(f"{EXPERIMENT} did not finish; the operator's log:\n{operator_log()}")
+        status = experiment["status"]
+        assert status["phase"] == "Succeeded", status
+        assert status["trialsDone"] == 8 and status["bestTrial"]["objective"] > 0.5
+        assert EXPERIMENT in cluster.kubectl("get", "experiments", "-n", ns).stdout
+        trials = cluster.kubectl("get", "trials", "-n", ns, "-o", "json").stdout
+        assert len(json.loads(trials)["items"]) == 8
+
+        jobs = cluster.batch.list_namespaced_job(ns, label_selector=f"dial.dev/experiment={EXPERIMENT}").items
+        assert jobs and {j.spec.template.spec.service_account_name for j in jobs} == {"dial-collector"}
+
+        body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert f'dial_experiments{{namespace="{ns}",phase="Succeeded"}} 1.0' in body
+
+        # Let Prometheus take a few more scrapes of the final state, then check every dashboard query.
+        time.sleep(3 * SCRAPE_SECONDS)
+        targets = prometheus.api("targets")["activeTargets"]
+        assert [t["health"] for t in targets] == ["up"], targets
+        end = time.time()
+        empty = []
+        dashboard = load()
+        for title, expr in panel_queries(dashboard):
+            query = concrete(expr, namespace=ns, experiment=EXPERIMENT)
+            if not prometheus.query_range(query, started, end):
+                empty.append(f"{title}: {query}")
+        for name, query in variable_queries(dashboard).items():
+            selector = query.removeprefix("label_values(").rsplit(",", 1)[0]
+            values = prometheus.api(f"label/{name}/values", **{"match[]": concrete(selector, namespace=ns,
+                                                                                    experiment=EXPERIMENT)})
+            if (ns if name == "namespace" else EXPERIMENT) not in values:
+                empty.append(f"variable {name}: {query} -> {values}")
+        assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+    finally:
+        prometheus.stop()
+
+    cluster.helm("uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "120s")
+    leftovers = []
+    for kind in ("deployments", "serviceaccounts", "roles", "rolebindings", "services", "configmaps"):
+        out = cluster.kubectl("get", kind, "-n", ns, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name")
+        leftovers += out.stdout.split()
+    for kind in ("clusterroles", "clusterrolebindings"):
+        out = cluster.kubectl("get", kind, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name")
+        leftovers += out.stdout.split()
+    assert not leftovers, leftovers
+    crds = cluster.kubectl("get", "crd", "-o", "name").stdout
+    assert "experiments.dial.dev" in crds and "trials.dial.dev" in crds
