@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from dial.api.experiment import Experiment
 from dial.api.space import ParameterType, ParameterValue, Scale
 from dial.api.trial import Trial, TrialPhase
+from dial.engine.plan import count
 from dial.report.importance import Importance, parameter_importance
 
 N_TOP_TRIALS = 10
@@ -42,6 +43,13 @@ class TrialRow:
     objective: float | None
     start_time: datetime | None
     completion_time: datetime | None
+
+    @property
+    def score(self) -> float:
+        """The objective of a scored trial (those in `ReportData.scored_trials`)."""
+        if self.objective is None:
+            raise ValueError(f"trial {self.name} has no objective")
+        return self.objective
 
     @property
     def duration_s(self) -> float | None:
@@ -110,20 +118,19 @@ def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: 
     spec, status = experiment.spec, experiment.status
     objective = spec.objective
     ordered = sorted(trials, key=lambda t: t.spec.index)
-    rows = [_row(t, objective.metric_name) for t in ordered]
+    rows = [_row(t) for t in ordered]
     axes = [_axis(p.name, p.type, p.feasible_space.scale, p.feasible_space.list) for p in spec.parameters]
     counted = [r for r in rows if r.phase is TrialPhase.succeeded and r.objective is not None]
     best = None
     for r in counted:
-        if best is None or objective.is_better(r.objective, best.objective):  # type: ignore[arg-type]
+        if best is None or objective.is_better(r.score, best.score):
             best = r
     scored = [r for r in rows if r.objective is not None]
-    top = sorted(scored, key=lambda r: objective.loss(r.objective))[:N_TOP_TRIALS]  # type: ignore[arg-type]
-    importance = parameter_importance(
-        axes, [(r.parameters, objective.loss(r.objective)) for r in scored], seed=seed)  # type: ignore[arg-type]
+    top = sorted(scored, key=lambda r: objective.loss(r.score))[:N_TOP_TRIALS]
+    importance = parameter_importance(axes, [(r.parameters, objective.loss(r.score)) for r in scored], seed=seed)
     ranked = [name for name, _ in importance.ranking] or [a.name for a in axes]
     condition = status.conditions[0] if status.conditions else None
-    counts = status.trials.model_dump(by_alias=True)
+    counts = count(trials).model_dump(by_alias=True)  # from the trials: a cluster status may lag
     return ReportData(
         experiment=experiment.name,
         namespace=experiment.metadata.namespace,
@@ -138,8 +145,9 @@ def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: 
         parameters=axes,
         trials=rows,
         history_by_index=_history(scored, objective.is_better, status.start_time, key=lambda r: r.index),
-        history_by_time=_history([r for r in scored if r.completion_time is not None], objective.is_better,
-                                 status.start_time or _earliest_start(rows), key=lambda r: r.completion_time),
+        history_by_time=[p for p in _history([r for r in scored if r.completion_time is not None], objective.is_better,
+                                             status.start_time or _earliest_start(rows), key=lambda r: r.completion_time)
+                         if p.elapsed_s is not None],
         curves=[c for t in ordered if (c := _curve(t, objective.metric_name)) is not None],
         importance=importance,
         slice_parameters=ranked[:N_SLICE_PARAMETERS],
@@ -149,7 +157,7 @@ def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: 
     )
 
 
-def _row(trial: Trial, metric: str) -> TrialRow:
+def _row(trial: Trial) -> TrialRow:
     s = trial.status
     value = s.objective if s.objective is not None and math.isfinite(s.objective) else None
     return TrialRow(trial.name, trial.spec.index, s.phase, s.reason, dict(trial.spec.parameter_assignments),
@@ -166,14 +174,15 @@ def _earliest_start(rows: Sequence[TrialRow]) -> datetime | None:
     return min((r.start_time for r in rows if r.start_time is not None), default=None)
 
 
-def _history(rows: Sequence[TrialRow], is_better, start: datetime | None, *, key) -> list[HistoryPoint]:
+def _history(rows: Sequence[TrialRow], is_better: Callable[[float, float], bool], start: datetime | None, *,
+             key: Callable[[TrialRow], Any]) -> list[HistoryPoint]:
     """Best-so-far counts succeeded trials only, as the engine's best trial does."""
     points, best = [], None
     for r in sorted(rows, key=key):
-        if r.phase is TrialPhase.succeeded and (best is None or is_better(r.objective, best)):
-            best = r.objective
+        if r.phase is TrialPhase.succeeded and (best is None or is_better(r.score, best)):
+            best = r.score
         elapsed = (r.completion_time - start).total_seconds() if r.completion_time and start else None
-        points.append(HistoryPoint(r.name, r.index, r.phase, r.objective, best, elapsed))  # type: ignore[arg-type]
+        points.append(HistoryPoint(r.name, r.index, r.phase, r.score, best, elapsed))
     return points
 
 

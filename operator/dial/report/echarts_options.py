@@ -10,6 +10,7 @@ from dial.report.data import HistoryPoint, ReportData
 from dial.report.palette import BEST_COLOR, CUT_MARKER_COLOR, OBJECTIVE_SCALE, PHASE_COLORS
 
 Option = dict[str, Any]
+Point = tuple[str, TrialPhase, "float | str", float]  # trial, phase, x, y
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def _base(x_name: str, y_name: str, *, x_type: str = "value", y_type: str = "val
     }
 
 
-def _phase_scatter(points: Sequence[tuple[str, TrialPhase, float, float]]) -> list[Option]:
+def _phase_scatter(points: Sequence[Point]) -> list[Option]:
     series = []
     for phase in TrialPhase:
         items = [{"name": name, "value": [x, y]} for name, p, x, y in points if p is phase]
@@ -119,12 +120,12 @@ def _slice(data: ReportData, name: str) -> Option:
     scored = [t for t in data.scored_trials if name in t.parameters]
     if axis.numeric:
         option = _base(name + (" (log scale)" if axis.log else ""), data.metric, x_type="log" if axis.log else "value")
-        points = [(t.name, t.phase, float(t.parameters[name]), t.objective) for t in scored]
+        points: list[Point] = [(t.name, t.phase, float(t.parameters[name]), t.score) for t in scored]
     else:
         option = _base(name, data.metric, x_type="category")
         option["xAxis"]["data"] = list(axis.categories)
-        points = [(t.name, t.phase, str(t.parameters[name]), t.objective) for t in scored]
-    option["series"] = _phase_scatter(points)  # type: ignore[arg-type]
+        points = [(t.name, t.phase, str(t.parameters[name]), t.score) for t in scored]
+    option["series"] = _phase_scatter(points)
     return option
 
 
@@ -140,9 +141,9 @@ def _parallel(data: ReportData) -> Option:
     scored = data.scored_trials
     rows = [{"name": t.name, "value": [
         (t.parameters.get(a.name) if a.numeric else str(t.parameters.get(a.name))) for a in data.parameters
-    ] + [t.objective]} for t in scored]
-    values = [t.objective for t in scored]
-    low, high = min(values), max(values)  # type: ignore[type-var]
+    ] + [t.score]} for t in scored]
+    values = [t.score for t in scored]
+    low, high = min(values), max(values)
     scale = OBJECTIVE_SCALE if data.direction == "maximize" else list(reversed(OBJECTIVE_SCALE))
     return {
         "animation": False,

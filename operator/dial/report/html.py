@@ -18,7 +18,8 @@ _PAGE = Template("""<!DOCTYPE html>
 <meta name="generator" content="dial report">
 <title>$title</title>
 <style>
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1200px; color: #222; padding: 0 16px; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1200px;
+       color: #222; padding: 0 16px; }
 h1 { font-size: 22px; margin-bottom: 4px; }
 h2 { font-size: 16px; margin: 28px 0 6px; }
 .summary { color: #444; }

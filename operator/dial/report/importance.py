@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 MIN_TRIALS = 4
 N_TREES = 100
 N_REPEATS = 10
-METHOD = "random-forest permutation importance: how much worse the forest predicts the objective when a parameter's values are shuffled (normalised to sum 1)"
+METHOD = ("random-forest permutation importance: how much worse the forest predicts the objective "
+          "when a parameter's values are shuffled (normalised to sum 1)")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display on servers and in CI; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
@@ -132,8 +133,6 @@ def parallel_figure(data: ReportData) -> Figure | None:
     scored = data.scored_trials
     if not scored:
         return None
-    import numpy as np
-
     columns, labels = [], []
     for axis in data.parameters:
         values = np.array([axis.position(t.parameters.get(axis.name, float("nan"))) for t in scored], dtype=float)
