@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -60,7 +61,10 @@ class Prometheus:
              f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
 
     def api(self, path: str, **params: str) -> Any:
-        body = json.loads(http_get(f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"))
+        try:
+            body = json.loads(http_get(f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"))
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"Prometheus rejected {path} {params}: {exc.read().decode()}") from None
         assert body["status"] == "success", body
         return body["data"]
 

@@ -26,6 +26,8 @@ def variable_queries(dashboard: dict[str, Any]) -> dict[str, str]:
 
 
 def concrete(expr: str, *, namespace: str, experiment: str, rate_interval: str = "1m", time_range: str = "15m") -> str:
-    """The expression as Grafana sends it with these variables chosen."""
-    return (expr.replace("$namespace", re.escape(namespace)).replace("$experiment", re.escape(experiment))
+    """The expression as Grafana sends it with these variables chosen (Kubernetes names need no regex escaping)."""
+    for name in (namespace, experiment):
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+    return (expr.replace("$namespace", namespace).replace("$experiment", experiment)
             .replace("$__rate_interval", rate_interval).replace("$__range", time_range))
