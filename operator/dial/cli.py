@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from dial import __version__
 from dial.api.experiment import Experiment, ExperimentPhase
 from dial.engine import ExperimentError, load_experiment
 
@@ -126,6 +128,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from dial.kube.jobs import CollectorSettings
+    from dial.kube.operator import run_operator
+
+    if bool(args.namespaces) == args.all_namespaces:
+        print("dial operator: give --namespace NS (one or more) or --all-namespaces", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    collector = CollectorSettings(image=args.collector_image, service_account=args.collector_service_account)
+    run_operator(namespaces=args.namespaces, all_namespaces=args.all_namespaces, collector=collector,
+                 resync_seconds=args.resync_seconds, liveness_endpoint=args.liveness, verbose=args.verbose)
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from pydantic import ValidationError
+
+    from dial.api.experiment import MetricsFormat, ObjectiveSpec
+    from dial.kube.client import Kube, load_api_client
+    from dial.metrics.collector import Collector, FileFollower
+    from dial.metrics.parsing import MetricReader
+
+    try:
+        objective = ObjectiveSpec.model_validate(json.loads(args.objective))
+    except (ValueError, ValidationError) as exc:
+        print(f"dial collect: --objective: not an objective spec: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    kube = Kube(load_api_client())
+    collector = Collector(
+        FileFollower(args.source), MetricReader(objective.metric_names, MetricsFormat(args.format)), objective,
+        lambda patch: kube.patch_trial_status(args.namespace, args.trial, patch), interval=args.interval)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.ready_file is not None:  # from here on a SIGTERM flushes: the training may start
+        args.ready_file.write_text("ready\n")
+    collector.run(stop)
+    return 0
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -163,6 +208,31 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check an experiment file without running it")
     validate.add_argument("experiment", type=Path)
     validate.set_defaults(handler=cmd_validate)
+
+    operator = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for some namespaces or all")
+    operator.add_argument("--namespace", "-n", dest="namespaces", action="append", default=[],
+                          help="watch this namespace (repeatable)")
+    operator.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    operator.add_argument("--liveness", default=None, metavar="URL",
+                          help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    operator.add_argument("--collector-image", default=os.environ.get("DIAL_COLLECTOR_IMAGE", f"dial-worker:{__version__}"),
+                          help="image of the metrics collector sidecar (default: $DIAL_COLLECTOR_IMAGE or %(default)s)")
+    operator.add_argument("--collector-service-account", default="dial-collector",
+                          help="ServiceAccount of trial pods that do not name one (default: %(default)s)")
+    operator.add_argument("--resync-seconds", type=float, default=30.0,
+                          help="reconcile every experiment this often even without events (default: %(default)s)")
+    operator.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
+    operator.set_defaults(handler=cmd_operator)
+
+    collect = sub.add_parser("collect", help="(trial sidecar) report a trial's metrics to its Trial status")
+    collect.add_argument("--namespace", required=True)
+    collect.add_argument("--trial", required=True, help="the Trial's name")
+    collect.add_argument("--source", type=Path, required=True, help="the training's output file or metrics file")
+    collect.add_argument("--format", choices=["TEXT", "JSON"], default="TEXT")
+    collect.add_argument("--objective", required=True, help="the experiment's spec.objective as JSON")
+    collect.add_argument("--interval", type=float, default=1.0, help="seconds between status writes (default: %(default)s)")
+    collect.add_argument("--ready-file", type=Path, default=None, help="file to create once ready to collect")
+    collect.set_defaults(handler=cmd_collect)
 
     report = sub.add_parser("report", help="write an HTML page and PNG charts of a run's or a cluster experiment's results")
     report.add_argument("results", type=Path, nargs="?", default=None, help="a `dial run` results directory")

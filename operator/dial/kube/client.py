@@ -1,0 +1,152 @@
+"""The few Kubernetes API calls Dial makes, on plain JSON dicts (no model classes, no caches)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+from dial.api.base import API_GROUP, API_VERSION
+from dial.kube.jobs import EXPERIMENT_LABEL
+
+MERGE_PATCH = "application/merge-patch+json"
+COMPONENT = "dial-operator"
+REQUEST_TIMEOUT = (5, 30)  # connect, read seconds: a stuck call must not hang a reconcile forever
+
+
+def load_api_client() -> k8s.ApiClient:
+    """In-cluster credentials when running in a pod with a token, else $KUBECONFIG / ~/.kube/config."""
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api: k8s.ApiClient):
+        self.api = api
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+
+    def request(self, method: str, path: str, *, body: Any = None, query: dict[str, Any] | None = None,
+                content_type: str = "application/json") -> dict[str, Any]:
+        """One API call; raises ApiException (with .status) on any non-2xx answer."""
+        method, url, headers, payload, _ = self.api.param_serialize(
+            method, path, query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, headers, payload, _request_timeout=REQUEST_TIMEOUT)
+        response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return json.loads(response.data) if response.data else {}
+
+    # -- Dial resources
+    @staticmethod
+    def _custom(namespace: str | None, plural: str, name: str = "", sub: str = "") -> str:
+        where = f"/namespaces/{namespace}" if namespace else ""
+        return f"/apis/{API_GROUP}/{API_VERSION}{where}/{plural}" + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+
+    def get_experiment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(self._custom(namespace, "experiments", name))
+
+    def list_experiments(self, namespace: str | None) -> list[dict[str, Any]]:
+        return self.request("GET", self._custom(namespace, "experiments"))["items"]
+
+    def patch_experiment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.request("PATCH", self._custom(namespace, "experiments", name, "status"), body={"status": status},
+                     content_type=MERGE_PATCH)
+
+    def list_trials(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        return self.request("GET", self._custom(namespace, "trials"),
+                            query={"labelSelector": f"{EXPERIMENT_LABEL}={experiment}"})["items"]
+
+    def get_trial(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(self._custom(namespace, "trials", name))
+
+    def create_trial(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The created Trial, or None when one of that name exists already."""
+        return self._create_or_none(self._custom(namespace, "trials"), body)
+
+    def patch_trial_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """A JSON merge patch of just these status fields (others, owned by someone else, are kept)."""
+        self.request("PATCH", self._custom(namespace, "trials", name, "status"), body={"status": status},
+                     content_type=MERGE_PATCH)
+
+    # -- Jobs and pods
+    def list_jobs(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+                            query={"labelSelector": f"{EXPERIMENT_LABEL}={experiment}"})["items"]
+
+    def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        return self._create_or_none(f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        """Delete with background propagation (the garbage collector removes its pods); False if gone."""
+        try:
+            self.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                         body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def list_pods(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                            query={"labelSelector": f"{EXPERIMENT_LABEL}={experiment}"})["items"]
+
+    def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 20) -> str:
+        """The last lines a container printed; empty when they cannot be read (best effort)."""
+        try:
+            method, url, headers, _, _ = self.api.param_serialize(
+                "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                query_params=[("container", container), ("tailLines", lines)], auth_settings=["BearerToken"])
+            response = self.api.call_api(method, url, headers, _request_timeout=REQUEST_TIMEOUT)
+            response.read()
+            return response.data.decode("utf-8", "replace") if 200 <= response.status < 300 else ""
+        except Exception:  # noqa: BLE001 - the tail only decorates a message
+            return ""
+
+    # -- Events
+    def post_event(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        """A core/v1 Event on `obj`, as `kubectl describe` shows them; losing one is not worth a retry."""
+        metadata = obj["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": metadata["name"],
+                               "namespace": metadata["namespace"], "uid": metadata["uid"]},
+            "reason": reason, "message": message[:1024], "type": "Warning" if warning else "Normal",
+            "source": {"component": COMPONENT}, "reportingComponent": f"{API_GROUP}/operator",
+            "reportingInstance": self.instance, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            self.request("POST", f"/api/v1/namespaces/{metadata['namespace']}/events", body=event)
+        except ApiException:
+            pass
+
+    # -- helpers
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", path)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _create_or_none(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.request("POST", path, body=body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise

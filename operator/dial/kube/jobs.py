@@ -1,0 +1,178 @@
+"""The Job of one trial: the rendered template, the training command wrapped, the collector sidecar added."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from dial import __version__
+from dial.api.base import API_GROUP, API_VERSION
+from dial.api.experiment import CollectorKind, Experiment
+from dial.api.trial import Trial
+from dial.engine import SpecError, render_job_spec
+from dial.engine.template import primary_container, substitute
+
+EXPERIMENT_LABEL = f"{API_GROUP}/experiment"
+TRIAL_LABEL = f"{API_GROUP}/trial"
+COLLECTOR_CONTAINER = "dial-collector"
+OUTPUT_VOLUME = "dial-output"
+OUTPUT_DIR = "/var/log/dial"
+OUTPUT_FILE = f"{OUTPUT_DIR}/output.log"
+READY_FILE = f"{OUTPUT_DIR}/collector.ready"
+METRICS_VOLUME = "dial-metrics"
+TEMPLATE_CONTAINERS = "spec.trialTemplate.trialSpec.spec.template.spec.containers"
+
+# POSIX sh, so it runs in any image with a shell. It first waits (up to 2 minutes) for the
+# collector to say it is ready: a trial shorter than the collector's start-up would otherwise
+# end before anyone can read its metrics. The training's output goes through a FIFO to
+# `tee`, which appends it to the shared file and still prints it (kubectl logs keeps working);
+# tee ignores SIGTERM so it outlives the training and loses no line. SIGTERM (sent to PID 1 only
+# by the kubelet) is forwarded to the whole process group, so children the training spawned
+# are stopped too. The training's exit code is the container's. No `$(` here: Kubernetes
+# would expand `$(NAME)` in a command.
+TRAINING_WRAPPER = """\
+n=0
+while [ ! -e "$DIAL_COLLECTOR_READY" ] && [ "$n" -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done
+out="$DIAL_OUTPUT_FILE"; fifo="$out.fifo"
+rm -f "$fifo"; mkfifo "$fifo" || exit 127
+( trap '' TERM INT; exec tee -a "$out" ) < "$fifo" &
+tee_pid=$!
+"$@" > "$fifo" 2>&1 &
+pid=$!
+trap 'trap "" TERM INT; kill -TERM 0 2>/dev/null' TERM INT
+while :; do
+  wait "$pid"; code=$?
+  kill -0 "$pid" 2>/dev/null || break
+done
+wait "$tee_pid"
+rm -f "$fifo"
+exit "$code"
+"""
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """How the operator runs the metrics collector next to each trial."""
+
+    image: str = f"dial-worker:{__version__}"
+    service_account: str = "dial-collector"
+    command: tuple[str, ...] = ("dial", "collect")
+    interval_seconds: float = 1.0
+
+
+def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
+    """A controller reference to `obj`, so the garbage collector deletes dependents with it."""
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+            "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def trial_body(trial: Trial, experiment: dict[str, Any]) -> dict[str, Any]:
+    """The Trial object to create (its status is set separately: the API ignores status on create)."""
+    body = trial.to_wire()
+    body.pop("status", None)
+    body["metadata"]["ownerReferences"] = [owner_reference(experiment)]
+    return body
+
+
+def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
+    """What the Kubernetes backend needs beyond `validate_experiment`."""
+    spec = experiment.spec
+    try:
+        container = primary_container(spec.trial_template.job_spec, spec.trial_template.primary_container_name)
+    except KeyError:
+        return []  # reported by validate_experiment
+    collector = spec.metrics_collector
+    if collector.kind is CollectorKind.stdout and not (container.get("command") or container.get("args")):
+        return [SpecError(f"{TEMPLATE_CONTAINERS}[{container.get('name', 0)}].command",
+                          "the StdOut metrics collector wraps the training command to read its output; "
+                          "give the container's command (the image entrypoint cannot be wrapped), "
+                          "or use metricsCollector.kind File")]
+    if collector.kind is CollectorKind.file and not posixpath.isabs(collector.path or "") and not container.get("workingDir"):
+        return [SpecError("spec.metricsCollector.path",
+                          f"{collector.path!r} is relative and the primary container has no workingDir; give an absolute path")]
+    return []
+
+
+def trial_job(experiment: Experiment, trial: dict[str, Any], collector: CollectorSettings) -> dict[str, Any]:
+    """The Job for a Trial object as stored (its own assignment, its uid for the owner reference)."""
+    name = trial["metadata"]["name"]
+    namespace = trial["metadata"].get("namespace") or experiment.metadata.namespace or "default"
+    assignment = trial["spec"]["parameterAssignments"]
+    spec = render_job_spec(experiment, name, assignment)
+    # The operator must see how the Job ended; a TTL could delete it before that.
+    spec.pop("ttlSecondsAfterFinished", None)
+    labels = {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: name}
+    template = spec.setdefault("template", {})
+    template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+    pod = template.setdefault("spec", {})
+    pod.setdefault("serviceAccountName", collector.service_account)
+    container = primary_container(spec, experiment.spec.trial_template.primary_container_name)
+    source, collector_mounts = _collector_source(experiment, name, namespace, pod, container)
+    init = pod.setdefault("initContainers", [])
+    init.insert(0, _collector_container(experiment, name, namespace, source, collector_mounts, collector))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "ownerReferences": [owner_reference(trial)]},
+        "spec": spec,
+    }
+
+
+def _collector_source(experiment: Experiment, trial_name: str, namespace: str, pod: dict[str, Any],
+                      container: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """Make the training's metrics readable by the sidecar; return the file it follows and its mounts."""
+    volumes = pod.setdefault("volumes", [])
+    mounts = container.setdefault("volumeMounts", [])
+    collector = experiment.spec.metrics_collector
+    volumes.append({"name": OUTPUT_VOLUME, "emptyDir": {}})
+    output_mount = {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_DIR}
+    mounts.append(output_mount)
+    command = [*(container.get("command") or []), *(container.get("args") or [])]
+    if command:  # without one the image's entrypoint runs unwrapped (File collector only)
+        container.pop("args", None)
+        container["command"] = ["sh", "-c", TRAINING_WRAPPER, "dial-training", *command]
+        container.setdefault("env", []).extend([{"name": "DIAL_OUTPUT_FILE", "value": OUTPUT_FILE},
+                                                {"name": "DIAL_COLLECTOR_READY", "value": READY_FILE}])
+    if collector.kind is CollectorKind.stdout:
+        return OUTPUT_FILE, [output_mount]
+    meta = {"Name": trial_name, "Namespace": namespace, "Experiment": experiment.name}
+    path = substitute(collector.path or "", {}, meta)
+    if not posixpath.isabs(path):
+        path = posixpath.join(container["workingDir"], path)
+    for existing in mounts:
+        root = existing["mountPath"].rstrip("/")
+        if path.startswith(root + "/"):
+            shared = {key: existing[key] for key in ("name", "mountPath", "subPath") if key in existing}
+            return path, [output_mount] if existing is output_mount else [output_mount, shared]
+    volumes.append({"name": METRICS_VOLUME, "emptyDir": {}})
+    mount = {"name": METRICS_VOLUME, "mountPath": posixpath.dirname(path)}
+    mounts.append(mount)
+    return path, [output_mount, mount]
+
+
+def _collector_container(experiment: Experiment, trial_name: str, namespace: str, source: str,
+                         mounts: list[dict[str, Any]], collector: CollectorSettings) -> dict[str, Any]:
+    """A native sidecar: starts before training, never keeps a finished pod alive."""
+    spec = experiment.spec
+    return {
+        "name": COLLECTOR_CONTAINER,
+        "image": collector.image,
+        "restartPolicy": "Always",
+        "command": list(collector.command),
+        "args": [
+            "--namespace", namespace,
+            "--trial", trial_name,
+            "--source", source,
+            "--format", spec.metrics_collector.format.value,
+            "--objective", json.dumps(spec.objective.to_wire(), separators=(",", ":")),
+            "--interval", f"{collector.interval_seconds:g}",
+            "--ready-file", READY_FILE,
+        ],
+        "volumeMounts": mounts,
+        # The kubelet starts the training only once this passes (the wrapper also waits for it).
+        "startupProbe": {"exec": {"command": ["cat", READY_FILE]}, "periodSeconds": 1, "failureThreshold": 120},
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+    }

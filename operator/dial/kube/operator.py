@@ -1,0 +1,28 @@
+"""`dial operator`: run the kopf operator for some namespaces or the whole cluster."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from dial.kube import handlers  # noqa: F401  (registers the handlers with kopf)
+from dial.kube.client import Kube, load_api_client
+from dial.kube.jobs import CollectorSettings
+from dial.kube.reconcile import Reconciler
+from dial.kube.serial import SerialRunner
+
+
+def run_operator(*, namespaces: list[str], all_namespaces: bool, collector: CollectorSettings,
+                 resync_seconds: float = 30.0, liveness_endpoint: str | None = None, verbose: bool = False) -> None:
+    """Blocks until the operator is stopped (SIGINT/SIGTERM)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
+    kube = Kube(load_api_client())
+    reconciler = Reconciler(kube, collector)
+    runner: SerialRunner[tuple[str, str]] = SerialRunner(lambda key: reconciler.reconcile(*key))
+    memo = kopf.Memo(kube=kube, runner=runner, resync_seconds=resync_seconds,
+                     namespaces=[] if all_namespaces else list(namespaces))
+    kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=[] if all_namespaces else namespaces,
+             liveness_endpoint=liveness_endpoint, memo=memo)

@@ -1,0 +1,76 @@
+"""Read where a trial's run stands from its Job and pods (plain dicts as the API returns them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+# Container reasons too generic to be a trial's failure reason: "exit code N" says more.
+GENERIC_REASONS = frozenset({"Error", "Completed"})
+# Job failure reasons that say more than the container's exit: activeDeadlineSeconds passed.
+JOB_SPECIFIC_REASONS = frozenset({"DeadlineExceeded"})
+
+
+class RunState(str, Enum):
+    pending = "Pending"
+    running = "Running"
+    succeeded = "Succeeded"
+    failed = "Failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunState.succeeded, RunState.failed)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    state: RunState
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    started_at: datetime | None = None
+    pod: str | None = None
+
+
+def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]], container: str) -> RunOutcome:
+    """The run's state: terminal only once the Job says so (its pods, and so the collector, are done)."""
+    latest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
+    pod_name = latest["metadata"]["name"] if latest else None
+    conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    terminated = _container_state(latest, container, "terminated")
+    if "Complete" in conditions:
+        code = terminated.get("exitCode", 0) if terminated else 0
+        return RunOutcome(RunState.succeeded, exit_code=code, pod=pod_name)
+    if "Failed" in conditions:
+        job_condition = conditions["Failed"]
+        if terminated:
+            reason = terminated.get("reason")
+            if reason in GENERIC_REASONS:
+                # A deadline kill looks like any exit to the container; the Job knows better.
+                reason = job_condition.get("reason") if job_condition.get("reason") in JOB_SPECIFIC_REASONS else None
+            return RunOutcome(RunState.failed, exit_code=terminated.get("exitCode"), reason=reason,
+                              message=terminated.get("message") or job_condition.get("message"), pod=pod_name)
+        return RunOutcome(RunState.failed, reason=job_condition.get("reason"), message=job_condition.get("message"),
+                          pod=pod_name)
+    running = _container_state(latest, container, "running")
+    if running or terminated:
+        started = (running or terminated).get("startedAt")
+        return RunOutcome(RunState.running, started_at=_time(started), pod=pod_name)
+    waiting = _container_state(latest, container, "waiting")
+    return RunOutcome(RunState.pending, reason=waiting.get("reason") if waiting else None,
+                      message=waiting.get("message") if waiting else None, pod=pod_name)
+
+
+def _container_state(pod: dict[str, Any] | None, container: str, state: str) -> dict[str, Any] | None:
+    if pod is None:
+        return None
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == container:
+            return (status.get("state") or {}).get(state)
+    return None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

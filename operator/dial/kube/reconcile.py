@@ -1,0 +1,259 @@
+"""Reconcile one Experiment: read it and its Trials, Jobs and pods fresh, plan, apply the plan idempotently.
+
+Crash-only: nothing is remembered between calls. Everything is read from the API server (a LIST
+is a consistent read, unlike a watch cache), names are deterministic and a create that finds its
+object already there (409) is success, so a restart at any point neither loses nor repeats work.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from dial.api.experiment import Condition, Experiment, ExperimentPhase, ExperimentStatus
+from dial.api.trial import Trial, TrialPhase, TrialStatus
+from dial.engine import SpecError, finalize_trial, new_trial, plan, validate_experiment
+from dial.engine import reasons
+from dial.engine.plan import Plan, StopOrder, TrialProposal
+from dial.engine.trials import mark_running
+from dial.engine.template import primary_container
+from dial.engine.validation import ExperimentError, parse_experiment
+from dial.kube.client import Kube
+from dial.kube.jobs import TRIAL_LABEL, CollectorSettings, kube_spec_errors, trial_body, trial_job
+from dial.kube.outcomes import RunState, job_outcome
+
+log = logging.getLogger("dial.operator")
+
+# The operator's share of a Trial's status; the collector owns observations (and, while the
+# trial runs, objective). Patching only these keys never overwrites the collector's writes.
+OPERATOR_TRIAL_FIELDS = ("phase", "reason", "message", "exitCode", "startTime", "completionTime",
+                         "stopReason", "stopMessage", "objective")
+JOB_DELETED = "JobDeleted"
+# Budget figures that grow with the clock alone; refreshed this often at most when nothing else changed.
+CLOCK_DRIVEN = ("elapsedSeconds", "gpuHours")
+BUDGET_REFRESH_SECONDS = 15.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class World:
+    """What the API server holds for one experiment, read in an order that keeps it consistent."""
+
+    jobs: dict[str, dict[str, Any]]
+    pods: dict[str, list[dict[str, Any]]]
+    trials: list[dict[str, Any]]
+    by_name: dict[str, Trial] = field(default_factory=dict)
+
+
+def read_experiment(raw: dict[str, Any]) -> tuple[Experiment | None, list[SpecError]]:
+    """The Experiment as stored, or the problems that stop it from running (field paths included)."""
+    manifest = {key: raw[key] for key in ("apiVersion", "kind", "metadata", "spec") if key in raw}
+    try:
+        experiment = parse_experiment(manifest)
+    except ExperimentError as exc:
+        return None, exc.errors
+    try:
+        experiment.status = ExperimentStatus.model_validate(raw.get("status") or {})
+    except ValidationError:
+        experiment.status = ExperimentStatus()  # rewritten whole below; a damaged status must not block
+    return experiment, [*validate_experiment(experiment), *kube_spec_errors(experiment)]
+
+
+def status_wire(status: TrialStatus | ExperimentStatus, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Status fields for a merge patch: None becomes null, which removes the field."""
+    wire = status.model_dump(mode="json", by_alias=True)
+    return {k: wire[k] for k in keys} if keys is not None else wire
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, collector: CollectorSettings, *, clock: Callable[[], datetime] = utcnow):
+        self.kube = kube
+        self.collector = collector
+        self.clock = clock
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        raw = self.kube.get_experiment(namespace, name)
+        if raw is None or raw["metadata"].get("deletionTimestamp"):
+            return  # the garbage collector removes Trials and Jobs through their owner references
+        experiment, errors = read_experiment(raw)
+        now = self.clock()
+        world = self._read_world(namespace, name)
+        if errors or experiment is None:
+            self._reject(raw, world, errors, now)
+            return
+        trials = self._sync_trials(experiment, world, now)
+        current = plan(experiment, trials, now=now)
+        self._stop(raw, world, current.stop)
+        self._create(raw, experiment, current.create)
+        self._ensure_jobs(experiment, world, trials)
+        self._publish(raw, experiment, current)
+
+    # -- reading
+    def _read_world(self, namespace: str, name: str) -> World:
+        # Jobs and pods first: a Job seen finished implies its collector's last patch is already
+        # in the Trial we list after it.
+        jobs = {j["metadata"]["name"]: j for j in self.kube.list_jobs(namespace, name)}
+        pods: dict[str, list[dict[str, Any]]] = {}
+        for pod in self.kube.list_pods(namespace, name):
+            trial = (pod["metadata"].get("labels") or {}).get(TRIAL_LABEL)
+            if trial:
+                pods.setdefault(trial, []).append(pod)
+        return World(jobs=jobs, pods=pods, trials=self.kube.list_trials(namespace, name))
+
+    # -- trial phases follow their Jobs
+    def _sync_trials(self, experiment: Experiment, world: World, now: datetime) -> list[Trial]:
+        trials = []
+        for raw in world.trials:
+            trial = Trial.model_validate({**raw, "status": raw.get("status") or {}})
+            world.by_name[trial.name] = trial
+            trials.append(trial)
+            if trial.phase.is_terminal:
+                continue
+            before = status_wire(trial.status, OPERATOR_TRIAL_FIELDS)
+            self._follow_job(experiment, trial, world, now)
+            after = status_wire(trial.status, OPERATOR_TRIAL_FIELDS)
+            changed = {k: v for k, v in after.items() if before[k] != v}
+            if changed:
+                self.kube.patch_trial_status(raw["metadata"]["namespace"], trial.name, changed)
+                if trial.phase.is_terminal:
+                    objective = f" objective={trial.status.objective:.6g}" if trial.status.objective is not None else ""
+                    log.info("%s: %s (%s)%s", trial.name, trial.phase.value, trial.status.reason, objective)
+        return trials
+
+    def _follow_job(self, experiment: Experiment, trial: Trial, world: World, now: datetime) -> None:
+        job, pods = world.jobs.get(trial.name), world.pods.get(trial.name, [])
+        container = self._primary_name(experiment)
+        if job is None:
+            if pods:
+                return  # deleted, its pods still stopping: their last observations may be on the way
+            if trial.status.stop_reason is not None:
+                finalize_trial(experiment, trial, exit_code=None, now=now)
+            elif trial.phase is TrialPhase.running:
+                finalize_trial(experiment, trial, exit_code=None, now=now, failure_reason=JOB_DELETED,
+                               output_tail="the trial's Job was deleted before it finished")
+            return
+        outcome = job_outcome(job, pods, container)
+        if outcome.state.is_terminal:
+            tail = ""
+            if outcome.pod and (outcome.state is RunState.failed or trial.status.objective is None):
+                tail = self.kube.pod_log_tail(trial.metadata.namespace or "default", outcome.pod, container)
+            if outcome.message and outcome.message not in tail:
+                tail = f"{tail}\n{outcome.message}" if tail else outcome.message
+            finalize_trial(experiment, trial, exit_code=outcome.exit_code, now=now, output_tail=tail,
+                           failure_reason=outcome.reason)
+        elif outcome.state is RunState.running:
+            mark_running(trial, outcome.started_at or now)
+        elif outcome.reason and trial.status.reason != outcome.reason:
+            # Still pending, but say why (ErrImagePull, Unschedulable, ...).
+            trial.status.reason, trial.status.message = outcome.reason, outcome.message
+
+    @staticmethod
+    def _primary_name(experiment: Experiment) -> str:
+        template = experiment.spec.trial_template
+        return primary_container(template.job_spec, template.primary_container_name).get("name", "")
+
+    # -- applying the plan
+    def _stop(self, experiment_raw: dict[str, Any], world: World, orders: list[StopOrder]) -> None:
+        namespace = experiment_raw["metadata"]["namespace"]
+        for order in orders:
+            trial = world.by_name[order.name]
+            if trial.status.stop_reason is None:
+                # Recorded before the Job goes, so a crash in between still ends as EarlyStopped.
+                trial.status.stop_reason, trial.status.stop_message = order.reason, order.message
+                self.kube.patch_trial_status(namespace, order.name,
+                                             {"stopReason": order.reason, "stopMessage": order.message})
+            if order.name in world.jobs and self.kube.delete_job(namespace, order.name):
+                early = order.reason not in (reasons.SUSPENDED, reasons.EXPERIMENT_FINISHED)
+                self.kube.post_event(experiment_raw, "TrialEarlyStopped" if early else "TrialStopped",
+                                     f"{order.name}: {order.reason}: {order.message}")
+                log.info("%s/%s: stopped %s: %s: %s", namespace, experiment_raw["metadata"]["name"],
+                         order.name, order.reason, order.message)
+
+    def _create(self, experiment_raw: dict[str, Any], experiment: Experiment, proposals: list[TrialProposal]) -> None:
+        namespace = experiment_raw["metadata"]["namespace"]
+        for proposal in proposals:
+            trial = new_trial(experiment, proposal.index, proposal.assignment)
+            created = self.kube.create_trial(namespace, trial_body(trial, experiment_raw))
+            if created is None:
+                # Someone (an earlier run of this operator) created it: run what is stored, not our proposal.
+                stored = self.kube.get_trial(namespace, proposal.name)
+                if stored is None:
+                    continue
+            else:
+                stored = created
+                self.kube.patch_trial_status(namespace, proposal.name, {"phase": TrialPhase.pending.value})
+                params = ", ".join(f"{k}={v}" for k, v in proposal.assignment.items())
+                self.kube.post_event(experiment_raw, "TrialCreated", f"{proposal.name}: {params}")
+                log.info("%s/%s: created %s: %s", namespace, experiment.name, proposal.name, params)
+            self.kube.create_job(namespace, trial_job(experiment, stored, self.collector))
+
+    def _ensure_jobs(self, experiment: Experiment, world: World, trials: list[Trial]) -> None:
+        """A Trial created by a run that crashed before its Job: create the Job now."""
+        raws = {t["metadata"]["name"]: t for t in world.trials}
+        for trial in trials:
+            if (trial.phase is TrialPhase.pending and trial.status.stop_reason is None
+                    and trial.name not in world.jobs and not world.pods.get(trial.name)):
+                self.kube.create_job(trial.metadata.namespace or "default",
+                                     trial_job(experiment, raws[trial.name], self.collector))
+
+    def _publish(self, experiment_raw: dict[str, Any], experiment: Experiment, current: Plan) -> None:
+        status = status_wire(current.status)
+        previous = experiment_raw.get("status") or {}
+        if not _worth_writing(status, previous):
+            return
+        metadata = experiment_raw["metadata"]
+        self.kube.patch_experiment_status(metadata["namespace"], metadata["name"], status)
+        if current.finish is not None and previous.get("phase") != current.finish.phase.value:
+            self.kube.post_event(experiment_raw, f"Experiment{current.finish.phase.value}",
+                                 f"{current.finish.reason}: {current.finish.message}",
+                                 warning=current.finish.phase is ExperimentPhase.failed)
+            log.info("%s/%s: %s: %s: %s", metadata["namespace"], metadata["name"], current.finish.phase.value,
+                     current.finish.reason, current.finish.message)
+
+    # -- invalid specs
+    def _reject(self, raw: dict[str, Any], world: World, errors: list[SpecError], now: datetime) -> None:
+        """Failed with a condition naming the fields; running trials stopped; no retry until the spec changes."""
+        message = "; ".join(str(e) for e in errors)
+        previous = raw.get("status") or {}
+        namespace = raw["metadata"]["namespace"]
+        for trial_raw in world.trials:
+            status = trial_raw.get("status") or {}
+            name = trial_raw["metadata"]["name"]
+            if status.get("phase") in (None, TrialPhase.pending.value, TrialPhase.running.value):
+                if not status.get("stopReason"):
+                    self.kube.patch_trial_status(namespace, name, {
+                        "stopReason": reasons.EXPERIMENT_FINISHED, "stopMessage": f"experiment spec is invalid: {message}"})
+                if name in world.jobs:
+                    self.kube.delete_job(namespace, name)
+        conditions = previous.get("conditions") or []
+        if previous.get("phase") == ExperimentPhase.failed.value and conditions and \
+                conditions[0].get("reason") == reasons.INVALID_SPEC and conditions[0].get("message") == message:
+            return
+        condition = Condition(type=ExperimentPhase.failed.value, reason=reasons.INVALID_SPEC, message=message,
+                              last_transition_time=now)
+        self.kube.patch_experiment_status(namespace, raw["metadata"]["name"], {
+            "phase": ExperimentPhase.failed.value, "conditions": [condition.to_wire()],
+            "completionTime": condition.to_wire()["lastTransitionTime"]})
+        self.kube.post_event(raw, reasons.INVALID_SPEC, message, warning=True)
+        log.warning("%s/%s: invalid spec: %s", namespace, raw["metadata"]["name"], message)
+
+
+def _worth_writing(status: dict[str, Any], previous: dict[str, Any]) -> bool:
+    """A status differs from the stored one in more than the clock-driven budget figures, or those
+    are stale: writing on every reconcile would trigger the next one, forever."""
+    def solid(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if v is not None and k != "budget"}
+
+    if solid(status) != solid(previous):
+        return True
+    new, old = status.get("budget") or {}, previous.get("budget") or {}
+    if {k: v for k, v in new.items() if k not in CLOCK_DRIVEN} != {k: v for k, v in old.items() if k not in CLOCK_DRIVEN}:
+        return True
+    return abs((new.get("elapsedSeconds") or 0) - (old.get("elapsedSeconds") or 0)) >= BUDGET_REFRESH_SECONDS

@@ -1,0 +1,105 @@
+"""`dial collect`: the sidecar that follows a trial's output or metrics file and reports its observations.
+
+It re-reads the file from the start whenever it (re)starts, so the status it writes is rebuilt
+from the same lines every time: a restarted collector neither loses nor doubles a point. It
+writes only `observations` and `objective` (plus `stopReason` for a non-finite objective): the
+operator owns every other status field.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from dial.api.experiment import ObjectiveSpec
+from dial.api.trial import TrialStatus
+from dial.engine.trials import record_observations
+from dial.metrics.parsing import MetricReader
+
+log = logging.getLogger("dial.collect")
+
+Publish = Callable[[dict[str, Any]], None]
+POLL_SECONDS = 0.2
+MAX_READ_BYTES = 1 << 20
+
+
+class FileFollower:
+    """Complete lines appended to a file that may not exist yet."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._position = 0
+        self._partial = b""
+
+    def read_lines(self, *, final: bool = False) -> list[str]:
+        chunks = []
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._position)
+                while chunk := f.read(MAX_READ_BYTES):
+                    chunks.append(chunk)
+                self._position = f.tell()
+        except FileNotFoundError:
+            pass
+        data = self._partial + b"".join(chunks)
+        *complete, self._partial = data.split(b"\n")
+        if final and self._partial:
+            complete.append(self._partial)
+            self._partial = b""
+        return [line.decode("utf-8", errors="replace").rstrip("\r") for line in complete]
+
+
+class Collector:
+    """Turns followed lines into a TrialStatus and publishes it at most once per `interval` seconds."""
+
+    def __init__(self, follower: FileFollower, reader: MetricReader, objective: ObjectiveSpec, publish: Publish,
+                 *, interval: float = 1.0):
+        self.follower = follower
+        self.reader = reader
+        self.objective = objective
+        self.publish = publish
+        self.interval = interval
+        self.status = TrialStatus()
+        self._dirty = False
+        self._last_publish = float("-inf")
+
+    def poll(self, *, final: bool = False) -> None:
+        points = self.reader.feed(self.follower.read_lines(final=final))
+        stop_reason = self.status.stop_reason
+        if record_observations(self.objective, self.status, points) or self.status.stop_reason != stop_reason:
+            self._dirty = True
+
+    def patch(self) -> dict[str, Any]:
+        wire = self.status.model_dump(mode="json", by_alias=True)
+        patch = {"observations": wire["observations"], "objective": wire["objective"]}
+        if self.status.stop_reason is not None:
+            patch |= {"stopReason": wire["stopReason"], "stopMessage": wire["stopMessage"]}
+        return patch
+
+    def flush(self, *, force: bool = False) -> bool:
+        """Publish if something changed and the interval has passed (or `force`); False if publishing failed."""
+        if not self._dirty or (not force and time.monotonic() - self._last_publish < self.interval):
+            return True
+        try:
+            self.publish(self.patch())
+        except Exception as exc:  # noqa: BLE001 - kept dirty, published with the next batch
+            log.warning("cannot report observations: %s", exc)
+            return False
+        self._dirty = False
+        self._last_publish = time.monotonic()
+        return True
+
+    def run(self, stop: threading.Event, *, final_attempts: int = 5) -> None:
+        """Follow until `stop` is set (SIGTERM: the training has ended), then read the rest and flush."""
+        while not stop.is_set():
+            self.poll()
+            self.flush()
+            stop.wait(POLL_SECONDS)
+        self.poll(final=True)
+        for attempt in range(final_attempts):
+            if self.flush(force=True):
+                return
+            time.sleep(0.2 * 2 ** attempt)
