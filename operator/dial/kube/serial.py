@@ -62,9 +62,9 @@ class SerialRunner(Generic[Key]):
         state.failures += 1
         delay = min(self.max_backoff, self.min_backoff * 2 ** (state.failures - 1))
         if isinstance(exc, ApiException):
-            log.warning("%s: API error %s %s; retrying in %.0fs", key, exc.status, exc.reason, delay)
+            log.warning("%s: API error %s %s; retrying in %.1fs", key, exc.status, exc.reason, delay)
         else:
-            log.exception("%s: reconcile failed; retrying in %.0fs", key, delay)
+            log.exception("%s: reconcile failed; retrying in %.1fs", key, delay)
         with self._lock:
             if state.retry is not None:
                 state.retry.cancel()

@@ -1,0 +1,103 @@
+"""The collector sidecar: follows a file, batches status writes, flushes at the end, rebuilds after a restart."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from dial.api.experiment import MetricsFormat, ObjectiveSpec
+from dial.metrics.collector import Collector, FileFollower
+from dial.metrics.parsing import MetricReader
+
+OBJECTIVE = ObjectiveSpec.model_validate({"type": "minimize", "metricName": "loss"})
+
+
+def make(path: Path, writes: list[dict], interval: float = 3600.0) -> Collector:
+    return Collector(FileFollower(path), MetricReader(OBJECTIVE.metric_names, MetricsFormat.text), OBJECTIVE,
+                     writes.append, interval=interval)
+
+
+def test_follower_returns_complete_lines_and_waits_for_the_rest(tmp_path):
+    path = tmp_path / "out.log"
+    follower = FileFollower(path)
+    assert follower.read_lines() == []  # not there yet
+    path.write_text("a=1\nb=")
+    assert follower.read_lines() == ["a=1"]
+    with path.open("a") as f:
+        f.write("2\nc=3")
+    assert follower.read_lines() == ["b=2"]
+    assert follower.read_lines(final=True) == ["c=3"]
+
+
+def test_writes_are_batched_by_interval(tmp_path):
+    path, writes = tmp_path / "out.log", []
+    collector = make(path, writes)
+    path.write_text("epoch=1 loss=0.9\n")
+    collector.poll()
+    collector.flush()  # first write goes out at once
+    with path.open("a") as f:
+        f.write("epoch=2 loss=0.5\nepoch=3 loss=0.7\n")
+    collector.poll()
+    collector.flush()  # within the interval: held back
+    assert len(writes) == 1 and writes[0]["observations"][0]["nPoints"] == 1
+    collector.flush(force=True)
+    assert len(writes) == 2
+    assert writes[1]["objective"] == 0.5
+    [loss] = writes[1]["observations"]
+    assert [p["value"] for p in loss["curve"]] == [0.9, 0.5, 0.7] and loss["latest"] == 0.7
+    assert set(writes[1]) == {"observations", "objective"}  # never the operator's fields
+
+
+def test_nothing_new_means_no_write(tmp_path):
+    path, writes = tmp_path / "out.log", []
+    path.write_text("no metrics here\n")
+    collector = make(path, writes, interval=0)
+    collector.poll()
+    collector.flush()
+    assert writes == []
+
+
+def test_non_finite_objective_asks_to_stop(tmp_path):
+    path, writes = tmp_path / "out.log", []
+    path.write_text("epoch=1 loss=2.5\nepoch=2 loss=nan\n")
+    collector = make(path, writes, interval=0)
+    collector.poll()
+    collector.flush()
+    assert writes[-1]["stopReason"] == "ObjectiveNotFinite" and "nan" in writes[-1]["stopMessage"]
+    assert writes[-1]["objective"] == 2.5
+
+
+def test_stop_reads_the_last_partial_line_and_flushes(tmp_path):
+    path, writes = tmp_path / "out.log", []
+    path.write_text("epoch=1 loss=0.4\nepoch=2 loss=0.3")  # no trailing newline
+    stop = threading.Event()
+    stop.set()
+    make(path, writes).run(stop)
+    assert writes[-1]["objective"] == 0.3 and writes[-1]["observations"][0]["nPoints"] == 2
+
+
+def test_failed_publish_is_retried_with_the_next_batch(tmp_path):
+    path, sent = tmp_path / "out.log", []
+    failures = iter([True, False])
+
+    def publish(patch):
+        if next(failures):
+            raise ConnectionError("api server restarting")
+        sent.append(patch)
+
+    collector = Collector(FileFollower(path), MetricReader(["loss"]), OBJECTIVE, publish, interval=0)
+    path.write_text("loss=1.5\n")
+    collector.poll()
+    assert collector.flush() is False
+    assert collector.flush() is True and sent[0]["objective"] == 1.5
+
+
+def test_a_restarted_collector_rebuilds_the_same_status(tmp_path):
+    path = tmp_path / "out.log"
+    path.write_text("".join(f"epoch={i} loss={1 / i}\n" for i in range(1, 30)))
+    first, second = [], []
+    for writes in (first, second):
+        collector = make(path, writes, interval=0)
+        collector.poll()
+        collector.flush()
+    assert first == second and first[0]["observations"][0]["nPoints"] == 29
