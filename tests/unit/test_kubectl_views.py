@@ -115,3 +115,11 @@ def test_namespace_flag_works_before_and_after_the_command(argv: list[str]) -> N
 def test_flags_default_to_none_without_them() -> None:
     args = build_parser().parse_args(["logs", "exp-0001", "--tail", "5"])
     assert (args.namespace, args.kubeconfig, args.context, args.tail, args.follow) == (None, None, None, 5, False)
+
+
+def test_the_plugin_executable_is_installed_with_the_package() -> None:
+    from importlib.metadata import entry_points
+
+    [script] = [e for e in entry_points(group="console_scripts") if e.name == "kubectl-dial"]
+    assert script.value == "dial.kubectl.main:main"
+    assert script.load() is __import__("dial.kubectl.main", fromlist=["main"]).main

@@ -151,7 +151,7 @@ def _parallel(data: ReportData) -> Option:
         "parallel": {"left": 60, "right": 150, "top": 50, "bottom": 40},
         "parallelAxis": axes,
         "visualMap": {"type": "continuous", "dimension": objective_dim, "min": low, "max": high if high > low else low + 1,
-                      "inRange": {"color": scale}, "right": 10, "top": "middle", "calculable": True,
+                      "inRange": {"color": scale}, "right": 10, "top": "middle", "calculable": True, "precision": 3,
                       "text": [data.metric, ""]},
         "series": [{"name": "trials", "type": "parallel", "lineStyle": {"width": 2, "opacity": 0.8}, "data": rows}],
     }
