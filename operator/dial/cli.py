@@ -137,7 +137,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     collector = CollectorSettings(image=args.collector_image, service_account=args.collector_service_account)
     run_operator(namespaces=args.namespaces, all_namespaces=args.all_namespaces, collector=collector,
-                 resync_seconds=args.resync_seconds, liveness_endpoint=args.liveness, verbose=args.verbose)
+                 resync_seconds=args.resync_seconds, liveness_endpoint=args.liveness, verbose=args.verbose,
+                 metrics_port=args.metrics_port)
     return 0
 
 
@@ -221,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="ServiceAccount of trial pods that do not name one (default: %(default)s)")
     operator.add_argument("--resync-seconds", type=float, default=30.0,
                           help="reconcile every experiment this often even without events (default: %(default)s)")
+    operator.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
+                          help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics")
     operator.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     operator.set_defaults(handler=cmd_operator)
 

@@ -11,17 +11,21 @@ from dial.kube.client import Kube, load_api_client
 from dial.kube.jobs import CollectorSettings
 from dial.kube.reconcile import Reconciler
 from dial.kube.serial import SerialRunner
+from dial.metrics.exporter import serve_metrics
 
 
 def run_operator(*, namespaces: list[str], all_namespaces: bool, collector: CollectorSettings,
-                 resync_seconds: float = 30.0, liveness_endpoint: str | None = None, verbose: bool = False) -> None:
+                 resync_seconds: float = 30.0, liveness_endpoint: str | None = None, verbose: bool = False,
+                 metrics_port: int | None = None) -> None:
     """Blocks until the operator is stopped (SIGINT/SIGTERM)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
     kube = Kube(load_api_client())
-    reconciler = Reconciler(kube, collector)
-    runner: SerialRunner[tuple[str, str]] = SerialRunner(lambda key: reconciler.reconcile(*key))
+    metrics = serve_metrics(metrics_port) if metrics_port is not None else None
+    reconciler = Reconciler(kube, collector, metrics=metrics)
+    runner: SerialRunner[tuple[str, str]] = SerialRunner(lambda key: reconciler.reconcile(*key),
+                                                         on_failure=metrics.reconcile_failed if metrics else None)
     memo = kopf.Memo(kube=kube, runner=runner, resync_seconds=resync_seconds,
                      namespaces=[] if all_namespaces else list(namespaces))
     kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=[] if all_namespaces else namespaces,

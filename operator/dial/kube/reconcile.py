@@ -25,6 +25,7 @@ from dial.engine.validation import ExperimentError, parse_experiment
 from dial.kube.client import Kube
 from dial.kube.jobs import TRIAL_LABEL, CollectorSettings, kube_spec_errors, trial_body, trial_job
 from dial.kube.outcomes import RunState, job_outcome
+from dial.metrics.exporter import DialMetrics
 
 log = logging.getLogger("dial.operator")
 
@@ -73,14 +74,19 @@ def status_wire(status: TrialStatus | ExperimentStatus, keys: tuple[str, ...] | 
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, collector: CollectorSettings, *, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, kube: Kube, collector: CollectorSettings, *, clock: Callable[[], datetime] = utcnow,
+                 metrics: DialMetrics | None = None):
         self.kube = kube
+        self.metrics = metrics
+        self.plan = metrics.plan if metrics is not None else plan  # same plan; recorded for Prometheus
         self.collector = collector
         self.clock = clock
 
     def reconcile(self, namespace: str, name: str) -> None:
         raw = self.kube.get_experiment(namespace, name)
         if raw is None or raw["metadata"].get("deletionTimestamp"):
+            if self.metrics is not None:
+                self.metrics.forget(namespace, name)
             return  # the garbage collector removes Trials and Jobs through their owner references
         experiment, errors = read_experiment(raw)
         now = self.clock()
@@ -89,7 +95,7 @@ class Reconciler:
             self._reject(raw, world, errors, now)
             return
         trials = self._sync_trials(experiment, world, now)
-        current = plan(experiment, trials, now=now)
+        current = self.plan(experiment, trials, now=now)
         self._stop(raw, world, current.stop)
         self._create(raw, experiment, current.create)
         self._ensure_jobs(experiment, world, trials)
@@ -223,6 +229,8 @@ class Reconciler:
         message = "; ".join(str(e) for e in errors)
         previous = raw.get("status") or {}
         namespace = raw["metadata"]["namespace"]
+        if self.metrics is not None:
+            self.metrics.set_phase(namespace, raw["metadata"]["name"], ExperimentPhase.failed)
         for trial_raw in world.trials:
             status = trial_raw.get("status") or {}
             name = trial_raw["metadata"]["name"]

@@ -28,8 +28,10 @@ class SerialRunner(Generic[Key]):
     two runs for one key never overlap. A run that raises is requested again after a backoff
     (1 s, 2 s, 4 s ... `max_backoff`); other keys are not held up."""
 
-    def __init__(self, work: Callable[[Key], None], *, min_backoff: float = 1.0, max_backoff: float = 60.0):
+    def __init__(self, work: Callable[[Key], None], *, min_backoff: float = 1.0, max_backoff: float = 60.0,
+                 on_failure: Callable[[Exception], None] | None = None):
         self.work = work
+        self.on_failure = on_failure  # e.g. DialMetrics.reconcile_failed
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self._states: dict[Key, _KeyState] = {}
@@ -60,6 +62,8 @@ class SerialRunner(Generic[Key]):
 
     def _schedule_retry(self, key: Key, state: _KeyState, exc: Exception) -> None:
         state.failures += 1
+        if self.on_failure is not None:
+            self.on_failure(exc)
         delay = min(self.max_backoff, self.min_backoff * 2 ** (state.failures - 1))
         if isinstance(exc, ApiException):
             log.warning("%s: API error %s %s; retrying in %.1fs", key, exc.status, exc.reason, delay)
