@@ -181,3 +181,14 @@ def test_trials_reporting_one_value_have_no_learning_curve() -> None:
     assert data.curves == [] and len(data.history_by_index) == 3
     assert "curves" not in {s.id for s in chart_specs(data)}
     assert "No learning curves: no trial reported loss more than once." in render_html(data)
+
+
+def test_curves_spanning_decades_get_a_log_axis() -> None:
+    exp = minimize_experiment()
+    falling = [trial(exp, 0, [30.0, 3.0, 0.3, 0.01], assignment={"lr": 0.05, "layers": 1})]
+    data = build_report_data(exp, falling)
+    assert data.curves_on_log_scale
+    assert next(s.option for s in chart_specs(data) if s.id == "curves")["yAxis"]["type"] == "log"
+    flat = build_report_data(exp, [trial(exp, 0, [0.9, 0.5], assignment={"lr": 0.05, "layers": 1})])
+    assert not flat.curves_on_log_scale
+    assert next(s.option for s in chart_specs(flat) if s.id == "curves")["yAxis"]["type"] == "value"

@@ -15,6 +15,7 @@ from dial.report.importance import Importance, parameter_importance
 
 N_TOP_TRIALS = 10
 N_SLICE_PARAMETERS = 3
+LOG_SCALE_RATIO = 100.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,12 @@ class ReportData:
     @property
     def scored_trials(self) -> list[TrialRow]:
         return [t for t in self.trials if t.objective is not None]
+
+    @property
+    def curves_on_log_scale(self) -> bool:
+        """Positive curves spanning over two decades (losses falling from 30 to 0.01) read better on a log axis."""
+        values = [v for c in self.curves for v in c.values]
+        return bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SCALE_RATIO
 
     def axis(self, name: str) -> ParameterAxis:
         return next(a for a in self.parameters if a.name == name)

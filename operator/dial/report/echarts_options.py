@@ -82,8 +82,8 @@ def _history(data: ReportData, points: Sequence[HistoryPoint], x_field: str, x_n
 
 
 def _curves(data: ReportData) -> Option:
-    option = _base("step", data.metric)
-    option["tooltip"] = {"trigger": "item"}
+    option = _base("step", data.metric + (" (log scale)" if data.curves_on_log_scale else ""),
+                   y_type="log" if data.curves_on_log_scale else "value")
     for curve in data.curves:
         # Series named after the phase share one legend entry, so a click hides a whole phase.
         option["series"].append({

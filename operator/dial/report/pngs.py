@@ -84,6 +84,8 @@ def curves_figure(data: ReportData) -> Figure | None:
             ax.plot([], [], color=PHASE_COLORS[phase], label=phase.value)
     if any(c.cut for c in data.curves):
         ax.scatter([], [], marker="x", color=CUT_MARKER_COLOR, label="cut by the stop rule")
+    if data.curves_on_log_scale:
+        ax.set_yscale("log")
     ax.set_title(f"Learning curves ({len(data.curves)} trials)")
     ax.set_xlabel("step")
     ax.set_ylabel(data.metric)
