@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord
 from dial.search.bayesian import BayesianOptimization
 from dial.search.cmaes import Cmaes
+from dial.search.gp import GpBayesian
 from dial.search.grid import GridSearch
 from dial.search.random import RandomSearch
 from dial.search.sobol import SobolSearch
@@ -24,7 +25,8 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (RandomSearch, GridSearch, BayesianOptimization, SobolSearch, TreeParzen, MultivariateTreeParzen, Cmaes):
+for _cls in (RandomSearch, GridSearch, BayesianOptimization, SobolSearch, TreeParzen, MultivariateTreeParzen, Cmaes,
+             GpBayesian):
     register(_cls)
 
 

@@ -1,0 +1,114 @@
+"""Behaviour particular to sobol, tpe, cmaes and gp (the generic checks are in test_strategies.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dial.search import SearchSpace, TrialRecord, make_strategy
+from dial.search.gaussian_process import GaussianProcess, fit_hyper, log_h
+from dial.search.sobol import sobol_points
+from test_strategies import run, space
+
+PLANE = space({"name": "x", "type": "double", "feasibleSpace": {"min": -5, "max": 5}},
+              {"name": "y", "type": "double", "feasibleSpace": {"min": -5, "max": 5}})
+
+
+def bowl(a: dict) -> float:
+    return (a["x"] - 1.3) ** 2 + (a["y"] + 0.7) ** 2
+
+
+def test_sobol_continues_one_sequence_whatever_the_batch_sizes() -> None:
+    one_by_one = run("sobol", {}, PLANE, seed=5, rounds=8, batch=1, objective=bowl)
+    in_batches = run("sobol", {}, PLANE, seed=5, rounds=2, batch=4, objective=bowl)
+    assert [r.assignment for r in one_by_one] == [r.assignment for r in in_batches]
+    units = np.array([PLANE.to_unit(r.assignment) for r in one_by_one])
+    # The first 8 points of a scrambled Sobol sequence put one point in each eighth of each axis.
+    assert sorted(np.floor(units[:, 0] * 8).astype(int)) == list(range(8))
+
+
+def test_cmaes_converges_on_a_bowl_over_generations() -> None:
+    best = [min(r.loss for r in run("cmaes", {}, PLANE, seed=s, rounds=10, batch=6, objective=bowl)) for s in range(3)]
+    best_random = [min(r.loss for r in run("random", {}, PLANE, seed=s, rounds=10, batch=6, objective=bowl))
+                   for s in range(3)]
+    assert np.mean(best) < 0.2 * np.mean(best_random)
+
+
+def test_cmaes_refuses_a_single_parameter() -> None:
+    sp = space({"name": "x", "type": "double", "feasibleSpace": {"min": 0, "max": 1}})
+    with pytest.raises(ValueError, match="cmaes needs at least two parameters"):
+        make_strategy("cmaes", {}, sp, seed=0)
+
+
+@pytest.mark.parametrize("name", ["tpe", "multivariate-tpe", "gp"])
+def test_model_finds_the_good_category_and_decade(name: str) -> None:
+    sp = space({"name": "lr", "type": "double", "feasibleSpace": {"min": 1e-6, "max": 1, "scale": "log"}},
+               {"name": "opt", "type": "categorical", "feasibleSpace": {"list": ["sgd", "adam", "rmsprop", "adagrad"]}})
+
+    def loss(a: dict) -> float:
+        return (math.log10(a["lr"]) + 3) ** 2 + 3.0 * (a["opt"] != "rmsprop")
+
+    history = run(name, {}, sp, seed=1, rounds=30, batch=1, objective=loss)
+    late = history[-10:]
+    assert sum(r.assignment["opt"] == "rmsprop" for r in late) >= 6
+    assert min(r.loss for r in history) < 0.25
+
+
+def test_katib_names_resolve() -> None:
+    for name in ("tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization", "random"):
+        assert make_strategy(name, {}, PLANE, seed=0).propose([], 1)
+
+
+def test_multivariate_tpe_is_tpe_with_joint_densities() -> None:
+    assert make_strategy("multivariate-tpe", {}, PLANE, seed=0).settings.multivariate is True  # type: ignore[attr-defined]
+    assert make_strategy("tpe", {"multivariate": True}, PLANE, seed=0).settings.multivariate is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["tpe", "gp"])
+def test_running_trials_push_new_proposals_elsewhere(name: str) -> None:
+    strategy = make_strategy(name, {}, PLANE, seed=2)
+    history = run(name, {}, PLANE, seed=2, rounds=12, batch=1, objective=bowl)
+    alone = strategy.propose(history, 1)[0]
+    beside_running = strategy.propose([*history, TrialRecord(len(history), alone)], 1)[0]
+    batch = strategy.propose(history, 4)
+    units = np.array([PLANE.to_unit(a) for a in batch])
+    assert np.linalg.norm(PLANE.to_unit(alone) - PLANE.to_unit(beside_running)) > 1e-4
+    assert min(np.linalg.norm(units[i] - units[j]) for i in range(4) for j in range(i)) > 1e-4
+
+
+def test_gp_fits_length_scales_that_tell_relevant_inputs_apart() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 3))
+    y = np.sin(6 * x[:, 0])  # only the first input matters
+    y = (y - y.mean()) / y.std()
+    hyper = fit_hyper(x, y, rng)
+    assert hyper.lengths[0] < 0.2 * min(hyper.lengths[1], hyper.lengths[2])
+    mean, var = GaussianProcess(x, y, hyper).predict(x[:5])
+    assert np.allclose(mean, y[:5], atol=0.05) and (var < 0.01).all()
+
+
+def test_log_ei_stays_finite_and_monotone_far_in_the_tail() -> None:
+    z = np.array([-200.0, -40.0, -5.0, -1.0, 0.0, 2.0])
+    values = log_h(z)
+    assert np.isfinite(values).all() and (np.diff(values) > 0).all()
+    assert values[-1] == pytest.approx(math.log(2.0 * 0.9772498680518208 + math.exp(-2.0) / math.sqrt(2 * math.pi)))
+
+
+def test_gp_beats_random_on_hartmann_like_ridge_in_4d() -> None:
+    sp = space(*({"name": f"x{i}", "type": "double", "feasibleSpace": {"min": 0, "max": 1}} for i in range(4)))
+
+    def ridge(a: dict) -> float:
+        v = np.array([a[f"x{i}"] for i in range(4)])
+        return float(((v - 0.3) ** 2).sum() + 0.5 * (v[0] - v[1]) ** 2)
+
+    best = min(r.loss for r in run("gp", {}, sp, seed=0, rounds=25, batch=1, objective=ridge))
+    best_random = np.median([min(r.loss for r in run("random", {}, sp, seed=s, rounds=25, batch=1, objective=ridge))
+                             for s in range(5)])
+    assert best < 0.1 * best_random
+
+
+def test_sobol_points_are_deterministic_per_seed() -> None:
+    assert sobol_points(3, 4, start=5, n=3) == sobol_points(3, 4, start=5, n=3)
+    assert sobol_points(3, 4, start=5, n=3) != sobol_points(3, 5, start=5, n=3)
