@@ -102,7 +102,7 @@ def test_invalid_spec_fails_with_a_condition_naming_the_field(cluster, operator,
 
 def test_suspend_stops_jobs_and_resume_finishes(cluster, operator):
     ns = operator.namespace
-    apply(cluster, ns, descent_manifest("slow", ["0.05", "0.02", "0.01"], epochs=400))
+    apply(cluster, ns, descent_manifest("slow", ["0.05", "0.02", "0.01", "0.04", "0.03"], epochs=400, maxTrialCount=3))
     wait(lambda: phases(trials(cluster, ns, "slow")).count("Running") == 2, 180, "two running trials", operator)
     cluster.kubectl("patch", "experiment", "slow", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
     exp = wait_for_phase(cluster, operator, ns, "slow", ("Suspended",), timeout=60)

@@ -176,7 +176,8 @@ class Reconciler:
                 self.kube.patch_trial_status(namespace, order.name,
                                              {"stopReason": order.reason, "stopMessage": order.message})
             if order.name in world.jobs and self.kube.delete_job(namespace, order.name):
-                early = order.reason not in (reasons.SUSPENDED, reasons.EXPERIMENT_FINISHED)
+                # A stop rule's verdict is an early stop; suspending, finishing or a diverged metric are not.
+                early = order.reason not in (reasons.SUSPENDED, reasons.EXPERIMENT_FINISHED, reasons.OBJECTIVE_NOT_FINITE)
                 self.kube.post_event(experiment_raw, "TrialEarlyStopped" if early else "TrialStopped",
                                      f"{order.name}: {order.reason}: {order.message}")
                 log.info("%s/%s: stopped %s: %s: %s", namespace, experiment_raw["metadata"]["name"],
