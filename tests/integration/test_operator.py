@@ -70,6 +70,34 @@ def test_medianstop_deletes_jobs_of_bad_curves(cluster, operator):
     assert out.count("EarlyStopped") == 3 and "medianstop" in out
 
 
+def test_file_metrics_collector_reads_what_training_writes(cluster, operator):
+    ns = operator.namespace
+    manifest = descent_manifest("filed", ["0.3", "0.1"], epochs=5,
+                                metricsCollector={"kind": "File", "format": "JSON", "path": "/metrics/${trialSpec.Name}.jsonl"})
+    container = manifest["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] += ["--metrics-file", "/metrics/${trialSpec.Name}.jsonl"]
+    apply(cluster, ns, manifest)
+    exp = wait_for_phase(cluster, operator, ns, "filed", ("Succeeded", "Failed"), timeout=300)
+    items = trials(cluster, ns, "filed")
+    assert exp["status"]["phase"] == "Succeeded" and phases(items) == ["Succeeded"] * 2, dump(items)
+    for t in items:
+        [loss] = t["status"]["observations"]
+        assert loss["nPoints"] == 5 and [p["step"] for p in loss["curve"]] == [1, 2, 3, 4, 5]
+        # full float precision: read from the JSON file, not from the 6-digit text on stdout
+        assert t["status"]["objective"] != float(f"{t['status']['objective']:.6g}")
+
+
+def test_a_broken_experiment_does_not_hold_up_others(cluster, operator):
+    ns = operator.namespace
+    broken = example_manifest("peaks", algorithm={"name": "simulated-annealing"})
+    broken["metadata"]["name"] = "broken"
+    apply(cluster, ns, broken)
+    apply(cluster, ns, example_manifest("peaks", maxTrialCount=3, parallelTrialCount=3, algorithm={"name": "random"}))
+    assert wait_for_phase(cluster, operator, ns, "broken", ("Failed",), timeout=60)
+    exp = wait_for_phase(cluster, operator, ns, "peaks", ("Succeeded", "Failed"), timeout=180)
+    assert exp["status"]["phase"] == "Succeeded" and len(trials(cluster, ns, "peaks")) == 3
+
+
 def test_invalid_spec_rejected_at_apply(cluster, dial_namespace):
     manifest = example_manifest("peaks")
     manifest["spec"]["parameters"][0]["feasibleSpace"] = {"min": 3, "max": -3}

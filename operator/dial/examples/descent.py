@@ -2,13 +2,16 @@
 
 Too small a rate crawls (a bad curve for early stopping to cut), a good one reaches the noise
 floor in a few epochs, too large a rate diverges (the loss overflows to inf). Prints
-`epoch=N loss=V` after every epoch.
+`epoch=N loss=V` after every epoch, and with `--metrics-file` also appends `{"epoch": N, "loss": V}`
+JSON lines there (for a File metrics collector).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8000)
     parser.add_argument("--features", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0, help="seed of the data set (the same for every trial)")
+    parser.add_argument("--metrics-file", type=Path, default=None, help="also append JSON lines of metrics here")
     args = parser.parse_args(argv)
     if args.lr <= 0:
         parser.error(f"--lr must be > 0, got {args.lr}")
@@ -41,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                 weights -= args.lr * (features.T @ residual) / args.samples
             loss = float(np.mean((features @ weights - targets) ** 2))
             print(f"epoch={epoch} loss={loss:.6g}", flush=True)
+            if args.metrics_file is not None:
+                with args.metrics_file.open("a") as metrics:
+                    metrics.write(json.dumps({"epoch": epoch, "loss": loss}) + "\n")
             if not math.isfinite(loss):
                 print(f"diverged at epoch {epoch} with learning rate {args.lr:g}", flush=True)
                 break
