@@ -11,6 +11,7 @@ from dial.search.bayesian import BayesianOptimization
 from dial.search.cmaes import Cmaes
 from dial.search.gp import GpBayesian
 from dial.search.grid import GridSearch
+from dial.search.hyperband import Hyperband
 from dial.search.random import RandomSearch
 from dial.search.sobol import SobolSearch
 from dial.search.space import Dimension, SearchSpace
@@ -26,7 +27,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 for _cls in (RandomSearch, GridSearch, BayesianOptimization, SobolSearch, TreeParzen, MultivariateTreeParzen, Cmaes,
-             GpBayesian):
+             GpBayesian, Hyperband):
     register(_cls)
 
 

@@ -79,7 +79,11 @@ class GpBayesian(Strategy):
 
     def _features(self, raw: np.ndarray) -> np.ndarray:
         """Model inputs of unit points: snapped numeric columns, then one-hot categorical columns."""
-        snapped = np.array([snap(self.space, p) for p in raw]).reshape(raw.shape)
+        continuous = self._continuous()
+        if len(continuous) == len(self.space.dimensions):
+            snapped = np.clip(raw, 0.0, 1.0)  # nothing to round: skip the per-point decoding
+        else:
+            snapped = np.array([snap(self.space, p) for p in raw]).reshape(raw.shape)
         columns = []
         for j, dim in enumerate(self.space.dimensions):
             if dim.kind is ParameterType.categorical:

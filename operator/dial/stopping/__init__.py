@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from dial.api.experiment import ObjectiveSpec
+from dial.stopping.asha import Asha
 from dial.stopping.base import RuleSettings, StopDecision, StopRule
 from dial.stopping.medianstop import MedianStop
 from dial.stopping.threshold import Threshold
 
-RULES: dict[str, type[StopRule]] = {cls.name: cls for cls in (MedianStop, Threshold)}
+RULES: dict[str, type[StopRule]] = {cls.name: cls for cls in (MedianStop, Threshold, Asha)}
 
 
 def make_rule(name: str, settings: dict[str, Any], objective: ObjectiveSpec) -> StopRule:
