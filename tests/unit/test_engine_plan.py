@@ -200,3 +200,19 @@ def test_gpu_hours_and_wall_time_budgets_end_the_experiment() -> None:
     timed.status.start_time = NOW - timedelta(seconds=3600)
     p = plan(timed, [], now=NOW)
     assert p.finish is not None and p.finish.reason == "MaxExperimentSecondsReached" and p.create == []
+
+
+def test_a_finished_experiments_wall_clock_stops_at_its_completion() -> None:
+    from datetime import timedelta
+
+    from dial.api.experiment import ExperimentPhase
+
+    exp = experiment(maxExperimentSeconds=60, maxTrialCount=10)
+    exp.status.start_time = NOW - timedelta(seconds=60)
+    finished = plan(exp, [], now=NOW)
+    assert finished.finish is not None and finished.status.budget.elapsed_seconds == 60
+    exp.status = finished.status
+    assert exp.status.phase is ExperimentPhase.succeeded
+    later = plan(exp, [], now=NOW + timedelta(hours=1))
+    # Unchanged an hour later: the operator has nothing to rewrite on every resync.
+    assert later.status.budget.elapsed_seconds == 60 and later.status == finished.status

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from dial.api.experiment import BudgetUsage, Experiment
+from dial.api.experiment import BudgetUsage, Experiment, ExperimentPhase
 from dial.api.trial import Trial
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -34,10 +34,15 @@ def trial_seconds(trial: Trial, now: datetime) -> float:
 
 
 def usage(experiment: Experiment, trials: Sequence[Trial], now: datetime) -> BudgetUsage:
-    start = experiment.status.start_time or now
+    status = experiment.status
+    start = status.start_time or now
+    stopped = now
+    if status.phase in (ExperimentPhase.succeeded, ExperimentPhase.failed) and status.completion_time is not None:
+        # A finished experiment's clock stops: else its status would change (and be rewritten) forever.
+        stopped = status.completion_time
     gpus = gpus_per_trial(experiment)
     return BudgetUsage(
-        elapsed_seconds=round(max((now - start).total_seconds(), 0.0), 3),
+        elapsed_seconds=round(max((stopped - start).total_seconds(), 0.0), 3),
         gpu_hours=round(gpus * sum(trial_seconds(t, now) for t in trials) / 3600.0, 6),
         gpus_per_trial=gpus,
     )

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dial.api.experiment import Experiment, ExperimentPhase
+from dial.api.experiment import BudgetUsage, Experiment, ExperimentPhase
 from dial.api.trial import Trial, TrialPhase
 from dial.engine import reasons
 from dial.engine.plan import Plan, plan as engine_plan
@@ -45,6 +45,8 @@ METRIC_NAMES = (
     "dial_proposal_duration_seconds",
     "dial_reconcile_errors_total",
     "dial_api_retries_total",
+    "dial_experiment_elapsed_seconds",
+    "dial_experiment_gpu_hours",
 )
 
 
@@ -61,6 +63,7 @@ class _ExperimentState:
     trial_counts: dict[TrialPhase, int] = field(default_factory=dict)
     objective_metric: str = ""
     best_objective: float | None = None
+    budget: BudgetUsage | None = None
     trials: dict[str, _TrialSeries] = field(default_factory=dict)
     counted: set[str] = field(default_factory=set)  # finished trials already in the counters
 
@@ -137,6 +140,7 @@ class DialMetrics(Collector):
             state.trial_counts = {phase: getattr(counts, field_name) for phase, field_name in _COUNT_FIELDS}
             state.objective_metric = experiment.spec.objective.metric_name
             state.best_objective = plan.status.best_objective
+            state.budget = plan.status.budget
             seen = set()
             for trial in trials:
                 seen.add(trial.name)
@@ -199,6 +203,12 @@ class DialMetrics(Collector):
             "dial_trial_metric_latest",
             "Latest value of each metric a trial reported (running trials, and finished ones for a while).",
             labels=["namespace", "experiment", "trial", "metric"])
+        elapsed = GaugeMetricFamily("dial_experiment_elapsed_seconds",
+                                    "Wall time the experiment has run (its maxExperimentSeconds budget is spent on this).",
+                                    labels=["namespace", "experiment"])
+        gpu_hours = GaugeMetricFamily("dial_experiment_gpu_hours",
+                                      "GPU-hours the experiment's trials used: requested GPUs x running time (maxGpuHours).",
+                                      labels=["namespace", "experiment"])
         now = self.clock()
         with self._lock:
             by_namespace: dict[str, dict[ExperimentPhase, int]] = {}
@@ -209,6 +219,9 @@ class DialMetrics(Collector):
                     trials.add_metric([namespace, name, phase.value], state.trial_counts.get(phase, 0))
                 if state.best_objective is not None:
                     best.add_metric([namespace, name, state.objective_metric], state.best_objective)
+                if state.budget is not None:
+                    elapsed.add_metric([namespace, name], state.budget.elapsed_seconds)
+                    gpu_hours.add_metric([namespace, name], state.budget.gpu_hours)
                 for trial_name, series in list(state.trials.items()):
                     if series.finished_at is not None and now - series.finished_at > self.retention:
                         del state.trials[trial_name]
@@ -218,7 +231,7 @@ class DialMetrics(Collector):
             for namespace, phases in by_namespace.items():
                 for phase, n in phases.items():
                     experiments.add_metric([namespace, phase.value], n)
-        yield from (experiments, trials, best, latest)
+        yield from (experiments, trials, best, latest, elapsed, gpu_hours)
 
     def describe(self) -> Iterable[Metric]:
         return []  # the families above are built at scrape time
