@@ -112,3 +112,9 @@ def test_gp_beats_random_on_hartmann_like_ridge_in_4d() -> None:
 def test_sobol_points_are_deterministic_per_seed() -> None:
     assert sobol_points(3, 4, start=5, n=3) == sobol_points(3, 4, start=5, n=3)
     assert sobol_points(3, 4, start=5, n=3) != sobol_points(3, 5, start=5, n=3)
+
+
+@pytest.mark.parametrize("name", ["tpe", "sobol"])
+def test_katib_random_state_overrides_the_experiment_seed(name: str) -> None:
+    with_setting = make_strategy(name, {"random_state": 9}, PLANE, seed=0).propose([], 3)
+    assert with_setting == make_strategy(name, {}, PLANE, seed=9).propose([], 3)

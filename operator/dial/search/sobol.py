@@ -5,8 +5,15 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
-from dial.search.base import Assignment, Strategy, TrialRecord, without_duplicates
+from pydantic import Field
+
+from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord, without_duplicates
 from dial.search.observed import decode
+from dial.search.space import SearchSpace
+
+
+class SobolSettings(StrategySettings):
+    random_state: int | None = Field(default=None, description="Katib's name for a seed that overrides the experiment's.")
 
 
 class SobolSearch(Strategy):
@@ -14,6 +21,13 @@ class SobolSearch(Strategy):
     restarted search continues the same sequence from the length of its history."""
 
     name = "sobol"
+    Settings = SobolSettings
+    settings: SobolSettings
+
+    def __init__(self, space: SearchSpace, settings: SobolSettings | None = None, *, seed: int = 0):
+        super().__init__(space, settings, seed=seed)
+        if self.settings.random_state is not None:
+            self.seed = self.settings.random_state
 
     def propose(self, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
         points = sobol_points(len(self.space.dimensions), self.seed, start=len(history), n=n)

@@ -20,6 +20,7 @@ from dial.api.space import ParameterType
 from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord, without_duplicates
 from dial.search.observed import Observed, decode
 from dial.search.sobol import sobol_points
+from dial.search.space import SearchSpace
 
 
 class TpeSettings(StrategySettings):
@@ -30,6 +31,7 @@ class TpeSettings(StrategySettings):
     prior_weight: float = Field(default=1.0, gt=0)
     multivariate: bool = False
     constant_liar: bool = Field(default=True, description="Count running trials as bad, so parallel trials spread out.")
+    random_state: int | None = Field(default=None, description="Katib's name for a seed that overrides the experiment's.")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,11 @@ class TreeParzen(Strategy):
     name = "tpe"
     Settings = TpeSettings
     settings: TpeSettings
+
+    def __init__(self, space: SearchSpace, settings: TpeSettings | None = None, *, seed: int = 0):
+        super().__init__(space, settings, seed=seed)
+        if self.settings.random_state is not None:
+            self.seed = self.settings.random_state
 
     @property
     def multivariate(self) -> bool:
