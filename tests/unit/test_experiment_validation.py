@@ -140,3 +140,11 @@ def test_dial_run_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.Captur
     assert str(path) in err
     assert ("malformed YAML" in err) if problem == "malformed" else ("spec.parameters[0].feasibleSpace.min" in err)
     assert not (tmp_path / "out").exists()
+
+
+def test_unknown_primary_container_names_primary_container_name() -> None:
+    data = manifest()
+    data["spec"]["trialTemplate"]["primaryContainerName"] = "trainer"
+    [error] = errors_of(data)
+    assert error.startswith("spec.trialTemplate.primaryContainerName: no container named 'trainer'"), error
+    assert error.endswith("(has 'training')"), error

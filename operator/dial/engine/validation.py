@@ -118,10 +118,14 @@ def _template_errors(experiment: Experiment) -> list[SpecError]:
     errors: list[SpecError] = []
     try:
         primary_container(template.job_spec, template.primary_container_name)
-    except KeyError as exc:
-        what = ("no container named " + repr(template.primary_container_name)
-                if template.primary_container_name else "no containers in template.spec")
-        errors.append(SpecError("spec.trialTemplate.trialSpec", f"{what} ({exc})"))
+    except KeyError:
+        containers = template.job_spec.get("template", {}).get("spec", {}).get("containers", [])
+        if template.primary_container_name and containers:
+            have = ", ".join(repr(c.get("name")) for c in containers)
+            errors.append(SpecError("spec.trialTemplate.primaryContainerName",
+                                    f"no container named {template.primary_container_name!r} in trialSpec (has {have})"))
+        else:
+            errors.append(SpecError("spec.trialTemplate.trialSpec", "no containers in template.spec"))
     names = {p.name for p in spec.parameters}
     references = placeholder_references(template)
     used = template.placeholders()

@@ -1,0 +1,159 @@
+"""Helpers for the chaos tests: a TCP proxy that can cut the operator off the API server, container
+processes of the node agent by pod, bad-spec mutations for hypothesis, and the tally printed at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+# scenario -> {"tried": n, "survived": n}; printed and kept in benchmarks/RESULTS.md
+TALLY: dict[str, Counter] = {}
+
+
+def tally(scenario: str, *, tried: int = 0, survived: int = 0) -> None:
+    counts = TALLY.setdefault(scenario, Counter())
+    counts["tried"] += tried
+    counts["survived"] += survived
+
+
+def tally_lines() -> list[str]:
+    return [f"{scenario:58s} tried {c['tried']:3d}  survived {c['survived']:3d}" for scenario, c in TALLY.items()]
+
+
+class ApiProxy:
+    """127.0.0.1:<port> -> the API server; `cut()` drops every connection and closes new ones at once
+    (counting them) until `restore()`."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.refused = 0  # connection attempts while cut: proof the client kept trying
+        self.is_cut = False
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def restore(self) -> None:
+        self.is_cut = False
+
+    def cut(self) -> None:
+        self.is_cut = True
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            _close(conn)
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            if self.is_cut:
+                self.refused += 1
+                _close(client)
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    _close(source)
+    _close(sink)
+
+
+def _close(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    conn.close()
+
+
+def proxied_kubeconfig(kubeconfig: str, server: str, proxy: ApiProxy, path: Path) -> str:
+    """A copy of the kubeconfig whose server is the proxy (same IP, so the serving certificate still fits)."""
+    path.write_text(Path(kubeconfig).read_text().replace(server, f"https://127.0.0.1:{proxy.port}"))
+    return str(path)
+
+
+def kill_container(pod: Any, container: str) -> int:
+    """SIGKILL a container's process group; the node agent's containerID is `dial://<pid>`."""
+    statuses = [*(pod.status.container_statuses or []), *(pod.status.init_container_statuses or [])]
+    [status] = [s for s in statuses if s.name == container]
+    pid = int(status.container_id.removeprefix("dial://"))
+    os.killpg(pid, signal.SIGKILL)
+    return pid
+
+
+# -- bad Experiment specs: (what is changed, a fragment the error must contain, how)
+def _set(path: tuple[Any, ...], value: Any):
+    def change(manifest: dict[str, Any]) -> None:
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def _field(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")
+
+
+def _mutation(path: tuple[Any, ...], values: st.SearchStrategy, field: str | None = None) -> st.SearchStrategy:
+    return values.map(lambda v: (_field(path), field or _field(path), v, _set(path, v)))
+
+
+NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=3, max_size=12)
+BAD_MUTATIONS = st.one_of(
+    _mutation(("spec", "parallelTrialCount"), st.integers(-5, 0) | st.sampled_from(["two", 1.5, None, []])),
+    _mutation(("spec", "maxTrialCount"), st.integers(-5, 0) | st.sampled_from(["many", {}])),
+    _mutation(("spec", "maxFailedTrialCount"), st.integers(-9, -1)),
+    _mutation(("spec", "maxTrialSeconds"), st.integers(-100, 0)),
+    _mutation(("spec", "maxExperimentSeconds"), st.integers(-100, 0)),
+    _mutation(("spec", "maxGpuHours"), st.floats(-10, 0)),
+    _mutation(("spec", "objective", "type"), NAME.filter(lambda s: s not in ("minimize", "maximize"))),
+    _mutation(("spec", "objective", "metricName"), st.just("")),
+    _mutation(("spec", "algorithm", "name"), NAME.filter(lambda s: s.strip("-") and s not in _strategy_names())),
+    _mutation(("spec", "parameters", 0, "type"),
+              NAME.filter(lambda s: s not in ("double", "int", "categorical", "discrete"))),
+    _mutation(("spec", "parameters", 0, "feasibleSpace"),
+              st.tuples(st.floats(-100, 100), st.floats(0.001, 100)).map(lambda t: {"min": t[0] + t[1], "max": t[0]}),
+              field="feasibleSpace"),
+    _mutation(("spec", "parameters"), st.just([]) | st.just(None)),
+    _mutation(("spec", "earlyStopping"),
+              st.integers(-3, 0).map(lambda n: {"name": "medianstop", "settings": {"start_step": n}}),
+              field="spec.earlyStopping.settings.start_step"),
+    _mutation(("spec", "trialTemplate", "primaryContainerName"), NAME.filter(lambda s: s != "training")),
+)
+
+
+def _strategy_names() -> set[str]:
+    from dial.search import STRATEGIES
+    return set(STRATEGIES)

@@ -1,0 +1,211 @@
+"""Chaos on the real control plane: the operator SIGKILLed again and again across several experiments, cut off
+from the API server, trials whose training or collector dies or whose writes are refused, and fuzzed bad specs.
+Each test adds to a tally of what was tried and survived, printed at the end (and kept in benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from urllib.parse import urlparse
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from chaos_support import (
+    BAD_MUTATIONS, ApiProxy, kill_container, proxied_kubeconfig, tally, tally_lines,
+)
+from dial.kube.rbac import collector_rbac, render
+from operator_fixtures import (  # noqa: F401  (fixtures)
+    OperatorProcess, apply, dial_namespace, descent_manifest, dump, example_manifest, experiment, operator, phases,
+    trials, wait, wait_for_phase,
+)
+from test_operator_crash import crash_free_proposals
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+N_KILLS = 20
+KILL_SEEDS = {"rnd-a": ("random", 21), "rnd-b": ("random", 22), "sob-c": ("sobol", 23)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_tally(request):
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not tally_lines():
+        return
+    with capture.global_and_fixture_disabled():  # shown even when the output is captured
+        reporter.write_line("\nchaos: what was tried and survived")
+        for line in tally_lines():
+            reporter.write_line("  " + line)
+
+
+def peaks(name: str, algorithm: str, seed: int, n_trials: int, parallel: int = 1) -> dict:
+    manifest = example_manifest("peaks", maxTrialCount=n_trials, parallelTrialCount=parallel,
+                                maxFailedTrialCount=None, algorithm={"name": algorithm}, seed=seed)
+    manifest["metadata"]["name"] = name
+    return manifest
+
+
+def assert_ran_exactly_once(cluster, ns: str, name: str, n_trials: int, manifest: dict | None = None) -> None:
+    """Succeeded with trials 0..n-1, each run by exactly one pod whose printed objective the Trial holds."""
+    exp = experiment(cluster, ns, name)
+    items = trials(cluster, ns, name)
+    assert exp["status"]["phase"] == "Succeeded", dump(exp["status"])
+    assert [t["metadata"]["name"] for t in items] == [f"{name}-{i:04d}" for i in range(n_trials)]
+    assert phases(items) == ["Succeeded"] * n_trials, dump([t["status"] for t in items])
+    assert exp["status"]["trialsCreated"] == n_trials
+    if manifest is not None:
+        assert [t["spec"]["parameterAssignments"] for t in items] == crash_free_proposals(manifest), name
+    for t in items:
+        trial = t["metadata"]["name"]
+        pods = cluster.core.list_namespaced_pod(ns, label_selector=f"dial.dev/trial={trial}").items
+        assert len(pods) == 1, f"{trial} ran {len(pods)} times"
+        printed = re.search(r"^objective=(\S+)$", cluster.pod_log(ns, pods[0].metadata.name, "training"), re.M)
+        assert printed and float(printed.group(1)) == t["status"]["objective"], (trial, dump(t["status"]))
+        assert t["status"]["observations"][0]["nPoints"] == 1
+
+
+def test_sigkill_operator_many_times_across_experiments(cluster, operator):
+    ns = operator.namespace
+    n_trials = 8
+    manifests = {name: peaks(name, algorithm, seed, n_trials) for name, (algorithm, seed) in KILL_SEEDS.items()}
+    for manifest in manifests.values():
+        apply(cluster, ns, manifest)
+    rng = random.Random(8)
+    n_mid_experiment = 0
+    for _ in range(N_KILLS):
+        time.sleep(rng.uniform(0.5, 4.0))  # at a random moment: starting up, listing, creating, patching
+        running = [n for n in manifests if (experiment(cluster, ns, n).get("status") or {}).get("phase") != "Succeeded"]
+        if not running:
+            break
+        n_mid_experiment += 1
+        operator.kill()
+        operator.start()
+    for name in manifests:
+        wait_for_phase(cluster, operator, ns, name, ("Succeeded", "Failed"), timeout=300)
+    for name, manifest in manifests.items():
+        assert_ran_exactly_once(cluster, ns, name, n_trials, manifest)
+    tally(f"operator SIGKILL mid-experiment ({len(manifests)} experiments)", tried=n_mid_experiment,
+          survived=n_mid_experiment)
+    assert n_mid_experiment >= N_KILLS // 2, f"only {n_mid_experiment} kills landed before the experiments ended"
+
+
+def test_operator_cut_off_from_the_api_server_reconnects_and_carries_on(cluster, dial_namespace, tmp_path):
+    proxy = ApiProxy(urlparse(cluster.server).port)
+    kubeconfig = proxied_kubeconfig(cluster.kubeconfig, cluster.server, proxy, tmp_path / "kubeconfig")
+    operator = OperatorProcess(kubeconfig, dial_namespace, tmp_path / "operator.log", resync_seconds=5.0)
+    operator.start()
+    try:
+        ns, n_trials = dial_namespace, 8
+        manifest = peaks("cutoff", "random", 31, n_trials)
+        apply(cluster, ns, manifest)
+        n_outages = 0
+        for n_seen in (2, 5):
+            wait(lambda: len(trials(cluster, ns, "cutoff")) >= n_seen, 180, f"{n_seen} trials", operator)
+            proxy.cut()
+            time.sleep(12)  # longer than a reconcile's read timeout is not needed: any call fails at once
+            proxy.restore()
+            n_outages += 1
+        wait_for_phase(cluster, operator, ns, "cutoff", ("Succeeded", "Failed"), timeout=300)
+        assert operator.proc.poll() is None, f"the operator exited:\n{operator.log()}"
+        assert proxy.refused > 0, "the operator never tried to reconnect during the outages"
+        assert_ran_exactly_once(cluster, ns, "cutoff", n_trials, manifest)
+        tally("operator cut off from the API server for 12 s (watch and calls)", tried=n_outages, survived=n_outages)
+    finally:
+        operator.stop()
+        proxy.close()
+
+
+def _pod(cluster, ns: str, trial: str):
+    pods = cluster.core.list_namespaced_pod(ns, label_selector=f"dial.dev/trial={trial}").items
+    return pods[0] if pods and pods[0].status.phase == "Running" else None
+
+
+def _n_points(cluster, ns: str, trial: str) -> int:
+    t = cluster.custom.get_namespaced_custom_object("dial.dev", "v1alpha1", ns, "trials", trial)
+    observations = (t.get("status") or {}).get("observations") or []
+    return observations[0]["nPoints"] if observations else 0
+
+
+def test_trial_faults_end_in_the_right_phase_and_keep_observations(cluster, operator):
+    ns = operator.namespace
+    epochs = 800  # outlives the faults below: each trial must catch up after them
+    apply(cluster, ns, descent_manifest("faults", ["0.05", "0.02", "0.01"], epochs=epochs, parallelTrialCount=3))
+    killed, sidecar, revoked = "faults-0000", "faults-0001", "faults-0002"
+    for trial in (killed, sidecar, revoked):
+        wait(lambda t=trial: _pod(cluster, ns, t) and _n_points(cluster, ns, t) >= 5, 180, f"{trial} reporting", operator)
+
+    # 1. the training process dies (OOM kill, node trouble): Failed, its observations kept
+    kill_container(_pod(cluster, ns, killed), "training")
+    n_before_kill = _n_points(cluster, ns, killed)
+    # 2. the collector sidecar dies: restarted, it re-reads the output and loses nothing
+    kill_container(_pod(cluster, ns, sidecar), "dial-collector")
+    # 3. the collector's writes are refused for a while (its RoleBinding revoked, then restored)
+    cluster.kubectl("delete", "rolebinding", "dial-collector", "-n", ns)
+    time.sleep(3)  # the authorizer sees the change
+    frozen = _n_points(cluster, ns, revoked)
+    time.sleep(6)
+    assert _n_points(cluster, ns, revoked) == frozen, "writes went through without the RoleBinding"
+    cluster.apply(render(collector_rbac(ns)))
+
+    exp = wait_for_phase(cluster, operator, ns, "faults", ("Succeeded", "Failed"), timeout=300)
+    status = {t["metadata"]["name"]: t["status"] for t in trials(cluster, ns, "faults")}
+    assert exp["status"]["phase"] == "Succeeded", dump(exp["status"])
+    s = status[killed]
+    assert s["phase"] == "Failed" and s["reason"] == "TrainingFailed", dump(s)
+    assert s["exitCode"] == 137 and "exit code 137" in s["message"], dump(s)
+    assert n_before_kill <= s["observations"][0]["nPoints"] < epochs, dump(s)
+    pod = cluster.core.list_namespaced_pod(ns, label_selector=f"dial.dev/trial={sidecar}").items[0]
+    [collector] = [c for c in pod.status.init_container_statuses if c.name == "dial-collector"]
+    assert collector.restart_count >= 1, "the node agent restarted the collector"
+    for trial in (sidecar, revoked):
+        s = status[trial]
+        assert s["phase"] == "Succeeded" and s["observations"][0]["nPoints"] == epochs, dump(s)
+    assert frozen < epochs
+    tally("training process SIGKILLed -> Failed, observations kept", tried=1, survived=1)
+    tally("collector sidecar SIGKILLed -> restarted, nothing lost", tried=1, survived=1)
+    tally("collector writes refused 9 s (RoleBinding revoked) -> caught up", tried=1, survived=1)
+
+
+@pytest.fixture(scope="module")
+def fuzz_counts() -> dict[str, int]:
+    return {"rejected at apply": 0, "Failed naming the field": 0}
+
+
+def test_fuzzed_bad_specs_are_refused_and_the_operator_keeps_serving(cluster, operator, fuzz_counts):
+    ns = operator.namespace
+    apply(cluster, ns, peaks("good-before", "random", 41, 4, parallel=2))
+    names = iter(range(10_000))
+
+    @settings(max_examples=30, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(mutation=BAD_MUTATIONS)
+    def one_bad_spec(mutation) -> None:
+        what, field, value, change = mutation
+        manifest = peaks(f"bad-{next(names)}", "random", 1, 4)
+        change(manifest)
+        name = manifest["metadata"]["name"]
+        result = cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest), check=False)
+        if result.returncode != 0:
+            assert field in result.stderr, f"{what}={value!r}: rejected without naming {field}:\n{result.stderr}"
+            fuzz_counts["rejected at apply"] += 1
+            return
+        exp = wait_for_phase(cluster, operator, ns, name, ("Failed", "Succeeded", "Running"), timeout=60)
+        assert exp["status"]["phase"] == "Failed", f"{what}={value!r} was accepted: {dump(exp['status'])}"
+        [condition] = exp["status"]["conditions"]
+        assert condition["reason"] == "InvalidSpec" and field in condition["message"], (what, value, condition)
+        assert trials(cluster, ns, name) == []
+        fuzz_counts["Failed naming the field"] += 1
+
+    one_bad_spec()
+    apply(cluster, ns, peaks("good-after", "random", 42, 4, parallel=2))
+    for name in ("good-before", "good-after"):
+        wait_for_phase(cluster, operator, ns, name, ("Succeeded", "Failed"), timeout=240)
+        assert_ran_exactly_once(cluster, ns, name, 4)
+    assert operator.proc.poll() is None and operator.n_starts == 1, f"the operator restarted:\n{operator.log()}"
+    n_tried = sum(fuzz_counts.values())
+    tally(f"fuzzed bad specs ({fuzz_counts['rejected at apply']} at apply, "
+          f"{fuzz_counts['Failed naming the field']} Failed by the operator)", tried=n_tried, survived=n_tried)
