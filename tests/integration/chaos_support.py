@@ -24,7 +24,7 @@ def tally(scenario: str, *, tried: int = 0, survived: int = 0) -> None:
 
 
 def tally_lines() -> list[str]:
-    return [f"{scenario:58s} tried {c['tried']:3d}  survived {c['survived']:3d}" for scenario, c in TALLY.items()]
+    return [f"{scenario:66s} tried {c['tried']:3d}  survived {c['survived']:3d}" for scenario, c in TALLY.items()]
 
 
 class ApiProxy:
