@@ -31,6 +31,8 @@ class GpSettings(StrategySettings):
     n_polish: int = Field(default=3, ge=0, description="Best candidates refined by L-BFGS.")
     n_restarts: int = Field(default=2, ge=1, description="L-BFGS starts when fitting the kernel hyperparameters.")
     xi: float = Field(default=0.0, ge=0, description="Improvement margin, in standard deviations of the losses.")
+    warp_losses: bool = Field(default=True, description="Yeo-Johnson transform of the losses before fitting, so a "
+                                                        "few huge losses do not flatten the model everywhere else.")
 
 
 class GpBayesian(Strategy):
@@ -53,7 +55,7 @@ class GpBayesian(Strategy):
             points = sobol_points(len(self.space.dimensions), self.seed, start=len(history), n=n)
             return without_duplicates(self.space, history, [decode(self.space, p) for p in points], self.rng(history))
         rng = self.rng(history)
-        y = _standardise(observed.y)
+        y = _warp(observed.y) if self.settings.warp_losses else _standardise(observed.y)
         features = self._features(observed.x)
         gp = GaussianProcess(features, y, fit_hyper(features, y, rng, n_restarts=self.settings.n_restarts))
         incumbent = float(y.min()) - self.settings.xi
@@ -157,6 +159,20 @@ class GpBayesian(Strategy):
         point = start.copy()
         point[movable] = np.clip(result.x, 0.0, 1.0)
         return point, float(-result.fun) if np.isfinite(result.fun) else -math.inf
+
+
+def _warp(y: np.ndarray) -> np.ndarray:
+    """Standardised, Yeo-Johnson transformed (order kept, skew removed), standardised again."""
+    from scipy.stats import yeojohnson
+
+    z = _standardise(y)
+    if len(z) < 4 or float(z.std()) == 0.0:
+        return z
+    try:
+        warped, _ = yeojohnson(z)
+    except (ValueError, FloatingPointError, OverflowError):
+        return z
+    return _standardise(warped) if np.isfinite(warped).all() else z
 
 
 def _standardise(y: np.ndarray) -> np.ndarray:
