@@ -69,12 +69,13 @@ def test_multivariate_tpe_is_tpe_with_joint_densities() -> None:
 @pytest.mark.parametrize("name", ["tpe", "gp"])
 def test_running_trials_push_new_proposals_elsewhere(name: str) -> None:
     strategy = make_strategy(name, {}, PLANE, seed=2)
-    history = run(name, {}, PLANE, seed=2, rounds=12, batch=1, objective=bowl)
+    # Early, while the model is unsure: once converged, EI rightly keeps even parallel points close.
+    history = run(name, {}, PLANE, seed=2, rounds=8, batch=1, objective=bowl)
     alone = strategy.propose(history, 1)[0]
     beside_running = strategy.propose([*history, TrialRecord(len(history), alone)], 1)[0]
     batch = strategy.propose(history, 4)
     units = np.array([PLANE.to_unit(a) for a in batch])
-    assert np.linalg.norm(PLANE.to_unit(alone) - PLANE.to_unit(beside_running)) > 1e-4
+    assert np.linalg.norm(PLANE.to_unit(alone) - PLANE.to_unit(beside_running)) > 1e-3
     assert min(np.linalg.norm(units[i] - units[j]) for i in range(4) for j in range(i)) > 1e-4
 
 
@@ -118,3 +119,15 @@ def test_sobol_points_are_deterministic_per_seed() -> None:
 def test_katib_random_state_overrides_the_experiment_seed(name: str) -> None:
     with_setting = make_strategy(name, {"random_state": 9}, PLANE, seed=0).propose([], 3)
     assert with_setting == make_strategy(name, {}, PLANE, seed=9).propose([], 3)
+
+
+def test_gp_loss_warping_keeps_the_order_and_removes_skew() -> None:
+    from scipy.stats import skew
+
+    from dial.search.gp import _standardise, _warp
+
+    y = np.random.default_rng(0).lognormal(0.0, 2.0, 40)  # heavy right tail, like losses far from the optimum
+    warped = _warp(y)
+    assert (np.argsort(warped) == np.argsort(y)).all()
+    assert abs(skew(warped)) < 0.3 * skew(_standardise(y))  # 0.62 vs 2.56 for this sample
+    assert _warp(np.ones(5)).tolist() == [0.0] * 5  # a flat history stays flat
