@@ -19,6 +19,7 @@ from dial.kube.jobs import EXPERIMENT_LABEL
 
 log = logging.getLogger("dial.operator")
 OWNED = {EXPERIMENT_LABEL: kopf.PRESENT}
+EXECUTOR_THREADS = 32
 
 
 @kopf.on.startup()
@@ -26,6 +27,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.enabled = False  # Dial posts its own events, about decisions, on the Experiment
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Handlers block their thread for a whole reconcile (API calls, mostly waiting): with kopf's default
+    # pool (CPUs + 4 threads) a burst of events for many experiments queues behind a few slow reconciles.
+    settings.execution.max_workers = EXECUTOR_THREADS
     stop = threading.Event()
     memo.resync_stop = stop
     thread = threading.Thread(target=_resync_loop, args=(memo, stop), name="dial-resync", daemon=True)
