@@ -21,6 +21,7 @@ STRATEGY_CASES: list[tuple[str, dict]] = [
     ("bayesian", {"base_estimator": "GBRT", "n_initial_points": 3}),
     ("bayesian", {"acq_func": "LCB", "n_initial_points": 3}),
     ("bayesian", {"acq_func": "PI", "n_initial_points": 3}),
+    ("bayesian", {"parallel_strategy": "cl_min", "initial_point_generator": "lhs", "n_initial_points": 3}),
     ("sobol", {}),
     ("tpe", {"n_startup_trials": 4}),
     ("tpe", {"n_startup_trials": 4, "constant_liar": False}),

@@ -17,6 +17,11 @@ class BayesianSettings(StrategySettings):
     acq_func: Literal["EI", "PI", "LCB", "gp_hedge"] = "gp_hedge"
     acq_optimizer: Literal["auto", "sampling", "lbfgs"] = "auto"
     n_initial_points: int = Field(default=10, ge=1)
+    # What running trials are assumed to have scored: the model's prediction ("kb", kriging
+    # believer) or a constant liar. On peaks with 3 in parallel and 25 trials, kb reached the
+    # basin in 8 of 10 seeds, cl_max 7, cl_min (skopt's default) 6; serial runs 10 of 10.
+    parallel_strategy: Literal["kb", "cl_min", "cl_mean", "cl_max"] = "kb"
+    initial_point_generator: Literal["random", "sobol", "halton", "hammersly", "lhs", "grid"] = "random"
     random_state: int | None = None
     xi: float = Field(default=0.01, ge=0)
     kappa: float = Field(default=1.96, ge=0)
@@ -83,7 +88,7 @@ class BayesianOptimization(Strategy):
             acq_func=self.settings.acq_func,
             acq_optimizer=self.settings.acq_optimizer,
             n_initial_points=self.settings.n_initial_points,
-            initial_point_generator="random",
+            initial_point_generator=self.settings.initial_point_generator,
             acq_func_kwargs={"xi": self.settings.xi, "kappa": self.settings.kappa},
             # skopt's defaults (10k candidates, 5 restarts) cost seconds per proposal for no
             # measurable gain on spaces of a few dimensions.
@@ -94,13 +99,21 @@ class BayesianOptimization(Strategy):
         running = [r for r in history if r.running]
         xs = [[r.assignment[d.name] for d in free] for r in told]
         ys = [float(r.loss) for r in told]  # type: ignore[arg-type]
-        if running and ys:
-            # Constant liar: pretend running trials scored the best so far, so new proposals go elsewhere.
-            xs += [[r.assignment[d.name] for d in free] for r in running]
-            ys += [min(ys)] * len(running)
+        running_xs = [[r.assignment[d.name] for d in free] for r in running]
         if xs:
             optimizer.tell(xs, ys)
-        points = optimizer.ask(n_points=n, strategy="cl_min") if n > 1 else [optimizer.ask()]
+        if running_xs and ys:
+            # Pretend running trials already scored, so new proposals go elsewhere: the model's own
+            # prediction there (kriging believer) or a constant (liar).
+            if self.settings.parallel_strategy == "kb" and optimizer.models:
+                lies = [float(v) for v in optimizer.models[-1].predict(optimizer.space.transform(running_xs))]
+            else:
+                lie = {"cl_min": min, "cl_mean": lambda v: sum(v) / len(v), "cl_max": max, "kb": min}[
+                    self.settings.parallel_strategy](ys)
+                lies = [lie] * len(running_xs)
+            optimizer.tell(running_xs, lies)
+        batch_lie = "cl_max" if self.settings.parallel_strategy == "kb" else self.settings.parallel_strategy
+        points = optimizer.ask(n_points=n, strategy=batch_lie) if n > 1 else [optimizer.ask()]
         proposals = [
             {**fixed, **{d.name: _plain(d, v) for d, v in zip(free, point)}} for point in points
         ]
