@@ -129,7 +129,8 @@ class ExperimentSpec(ApiModel):
     objective: ObjectiveSpec
     # maxItems bounds the CEL cost estimate of the feasibleSpace rules (the API server rejects the CRD without it).
     parameters: Annotated[list[ParameterSpec], Field(min_length=1, max_length=100)]
-    algorithm: AlgorithmSpec = Field(default_factory=lambda: AlgorithmSpec(name="random"))
+    # The default is the strategy with the best mean rank in benchmarks/RESULTS.md.
+    algorithm: AlgorithmSpec = Field(default_factory=lambda: AlgorithmSpec(name="gp"))
     parallel_trial_count: Annotated[int, Field(ge=1)] = 1
     max_trial_count: Annotated[int, Field(ge=1)] = 10
     max_failed_trial_count: Annotated[int, Field(ge=0)] | None = None
