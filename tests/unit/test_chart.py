@@ -11,15 +11,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from helm_chart import CHART, ROOT, helm_binary, render  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    path, why = helm_binary()
-    if path is None:
-        pytest.skip(why)
-    return path
+from helm_chart import CHART, ROOT, render  # noqa: E402
 
 
 def render_error(helm: str, *sets: str) -> str:

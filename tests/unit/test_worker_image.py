@@ -15,7 +15,7 @@ from setuptools import find_packages
 from dial.cli import build_parser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from helm_chart import CHART, ROOT, helm_binary, render  # noqa: E402
+from helm_chart import CHART, ROOT, render  # noqa: E402
 
 DOCKERFILE = ROOT / "worker_image" / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -45,14 +45,6 @@ def assert_dial_command(argv: list[str], subcommand: str) -> None:
     assert module in packaged_modules()
     parsed = build_parser().parse_args(args)
     assert parsed.command == subcommand
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    path, why = helm_binary()
-    if path is None:
-        pytest.skip(why)
-    return path
 
 
 @pytest.mark.parametrize("sets", [(), ("watchNamespaces={a,b}", "operator.logLevel=debug"), ("metrics.enabled=false",)])
