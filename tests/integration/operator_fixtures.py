@@ -163,6 +163,20 @@ def wait(condition: Callable[[], Any], timeout: float, what: str, operator: Oper
                          + (f"operator log:\n{operator.log()}" if operator else ""))
 
 
+def assert_each_trial_ran_once_with_its_printed_objective(cluster, namespace: str,
+                                                          items: list[dict[str, Any]]) -> None:
+    """One pod per trial (no duplicate run), and the objective the training printed is the Trial's."""
+    import re
+
+    for t in items:
+        name = t["metadata"]["name"]
+        pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"dial.dev/trial={name}").items
+        assert len(pods) == 1, f"{name} ran {len(pods)} times"
+        printed = re.search(r"^objective=(\S+)$", cluster.pod_log(namespace, pods[0].metadata.name, "training"), re.M)
+        assert printed and float(printed.group(1)) == t["status"]["objective"], (name, dump(t["status"]))
+        assert t["status"]["observations"][0]["nPoints"] == 1
+
+
 def phases(items: list[dict[str, Any]]) -> list[str | None]:
     return [(t.get("status") or {}).get("phase") for t in items]
 

@@ -4,7 +4,6 @@ trials, no duplicates, no lost observations, and the proposals a crash-free run 
 from __future__ import annotations
 
 import random
-import re
 import time
 from datetime import datetime, timezone
 
@@ -13,6 +12,7 @@ import pytest
 from dial.engine import finalize_trial, new_trial, plan
 from dial.engine.validation import parse_experiment
 from operator_fixtures import (  # noqa: F401  (fixtures)
+    assert_each_trial_ran_once_with_its_printed_objective,
     apply, dial_namespace, dump, example_manifest, operator, phases, trials, wait, wait_for_phase,
 )
 
@@ -60,11 +60,4 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(cluster, operator, 
         # i trials before it, so the crash-free run is known exactly. (In parallel, how many
         # slots are filled at once depends on timing, crash or not.)
         assert [t["spec"]["parameterAssignments"] for t in items] == crash_free_proposals(manifest)
-    for t in items:
-        name = t["metadata"]["name"]
-        pods = cluster.core.list_namespaced_pod(ns, label_selector=f"dial.dev/trial={name}").items
-        assert len(pods) == 1, f"{name} ran {len(pods)} times"
-        # the value the training printed is the one the Trial holds
-        printed = re.search(r"^objective=(\S+)$", cluster.pod_log(ns, pods[0].metadata.name, "training"), re.M)
-        assert printed and float(printed.group(1)) == t["status"]["objective"], (name, dump(t["status"]))
-        assert t["status"]["observations"][0]["nPoints"] == 1
+    assert_each_trial_ran_once_with_its_printed_objective(cluster, ns, items)
