@@ -52,7 +52,9 @@ def test_medianstop_deletes_jobs_of_bad_curves(cluster, operator):
     ns = operator.namespace
     # Two good rates finish first (grid keeps this order); then rates that crawl are judged
     # against them, and one that diverges reports inf.
-    manifest = descent_manifest("descent", ["0.3", "0.1", "0.0003", "0.0002", "0.0001", "30.0"],
+    # Long enough (~20 s a trial) that a busy operator still judges the crawling rates mid-run.
+    epochs = 120
+    manifest = descent_manifest("descent", ["0.3", "0.1", "0.0003", "0.0002", "0.0001", "30.0"], epochs=epochs,
                                 earlyStopping={"name": "medianstop", "settings": {"min_trials_required": 2,
                                                                                  "start_step": 3}})
     apply(cluster, ns, manifest)
@@ -61,12 +63,12 @@ def test_medianstop_deletes_jobs_of_bad_curves(cluster, operator):
     status = {lr: t["status"] for lr, t in items.items()}
     assert exp["status"]["phase"] == "Succeeded", dump(exp["status"])
     assert status["0.3"]["phase"] == status["0.1"]["phase"] == "Succeeded", dump(status)
-    assert status["0.3"]["observations"][0]["nPoints"] == 40
+    assert status["0.3"]["observations"][0]["nPoints"] == epochs
     for lr in ("0.0003", "0.0002", "0.0001"):
         s = status[lr]
         assert s["phase"] == "EarlyStopped" and s["reason"] == "medianstop", dump(s)
         assert "worse than the median" in s["message"]
-        assert s["observations"][0]["nPoints"] < 40  # cut short, its observations kept
+        assert s["observations"][0]["nPoints"] < epochs  # cut short, its observations kept
     assert status["30.0"]["phase"] == "Failed" and status["30.0"]["reason"] == "ObjectiveNotFinite", dump(status["30.0"])
     stopped = {items[lr]["metadata"]["name"] for lr in ("0.0003", "0.0002", "0.0001")}
     assert not stopped & job_names(cluster, ns, "descent"), "the stopped trials' Jobs were deleted"

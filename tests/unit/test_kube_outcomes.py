@@ -70,3 +70,19 @@ def test_failed_job_without_pods_keeps_the_jobs_reason():
     outcome = job_outcome(job(("Failed", "DeadlineExceeded")), [], "training")
     assert (outcome.state, outcome.exit_code, outcome.reason) == (RunState.failed, None, "DeadlineExceeded")
     assert outcome.message == "DeadlineExceeded happened"
+
+
+def test_training_ended_reads_the_latest_pods_training_container() -> None:
+    from dial.kube.outcomes import training_ended
+
+    def pod(created: str, state: dict) -> dict:
+        return {"metadata": {"name": created, "creationTimestamp": created},
+                "status": {"containerStatuses": [{"name": "training", "state": state},
+                                                 {"name": "dial-collector", "state": {"running": {}}}]}}
+
+    assert not training_ended([], "training")
+    assert not training_ended([pod("2026-01-01T00:00:01Z", {"running": {"startedAt": "x"}})], "training")
+    done = pod("2026-01-01T00:00:01Z", {"terminated": {"exitCode": 0}})
+    assert training_ended([done], "training")
+    assert not training_ended([done, pod("2026-01-01T00:00:02Z", {"running": {}})], "training")
+    assert not training_ended([done], "other")

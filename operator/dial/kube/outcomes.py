@@ -63,6 +63,12 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]], container: str)
                       message=waiting.get("message") if waiting else None, pod=pod_name)
 
 
+def training_ended(pods: list[dict[str, Any]], container: str) -> bool:
+    """The training container of the latest pod has exited (the Job may still wait for its sidecar)."""
+    latest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
+    return _container_state(latest, container, "terminated") is not None
+
+
 def _container_state(pod: dict[str, Any] | None, container: str, state: str) -> dict[str, Any] | None:
     if pod is None:
         return None

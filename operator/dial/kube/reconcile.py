@@ -24,7 +24,7 @@ from dial.engine.template import primary_container
 from dial.engine.validation import ExperimentError, parse_experiment
 from dial.kube.client import Kube
 from dial.kube.jobs import TRIAL_LABEL, CollectorSettings, kube_spec_errors, trial_body, trial_job
-from dial.kube.outcomes import RunState, job_outcome
+from dial.kube.outcomes import RunState, job_outcome, training_ended
 from dial.metrics.exporter import DialMetrics
 
 log = logging.getLogger("dial.operator")
@@ -96,7 +96,7 @@ class Reconciler:
             return
         trials = self._sync_trials(experiment, world, now)
         current = self.plan(experiment, trials, now=now)
-        self._stop(raw, world, current.stop)
+        self._stop(raw, world, current.stop, self._primary_name(experiment))
         self._create(raw, experiment, current.create)
         self._ensure_jobs(experiment, world, trials)
         self._publish(raw, experiment, current)
@@ -166,10 +166,14 @@ class Reconciler:
         return primary_container(template.job_spec, template.primary_container_name).get("name", "")
 
     # -- applying the plan
-    def _stop(self, experiment_raw: dict[str, Any], world: World, orders: list[StopOrder]) -> None:
+    def _stop(self, experiment_raw: dict[str, Any], world: World, orders: list[StopOrder], container: str) -> None:
         namespace = experiment_raw["metadata"]["namespace"]
         for order in orders:
             trial = world.by_name[order.name]
+            if trial.status.stop_reason is None and training_ended(world.pods.get(order.name, []), container):
+                # Its training has already exited: nothing is left to stop, and its outcome (not
+                # the rule's verdict on a complete curve) is what the trial ends with.
+                continue
             if trial.status.stop_reason is None:
                 # Recorded before the Job goes, so a crash in between still ends as EarlyStopped.
                 trial.status.stop_reason, trial.status.stop_message = order.reason, order.message
