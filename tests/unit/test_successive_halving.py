@@ -8,7 +8,8 @@ import pytest
 
 from dial.search import TrialRecord, make_strategy
 from dial.stopping import make_rule
-from helpers import experiment, finished_trial, running_trial
+from dial.engine import plan
+from helpers import NOW, experiment, finished_trial, running_trial
 from test_strategies import space
 
 SPACE = space({"name": "lr", "type": "double", "feasibleSpace": {"min": 1e-4, "max": 1, "scale": "log"}},
@@ -114,3 +115,21 @@ def test_an_experiment_plans_hyperband_trials_and_waits_for_the_rung() -> None:
     # Bracket s=2 of resources 1, 2, 4: 4 configurations at layers=1 first.
     assert [t.spec.parameter_assignments["layers"] for t in trials] == [1, 1, 1, 1]
     assert plan(exp, trials, now=NOW).create == []  # they are pending: nothing more to start
+
+
+def test_asha_ranks_against_running_trials_at_the_rung() -> None:
+    exp, rule = asha(min_resource=1, reduction_factor=3)
+    # Nothing has finished: three trials still running have all passed rung 1 (step 1).
+    running = [running_trial(exp, i, curve) for i, curve in enumerate([[0.2, 0.1], [0.3, 0.2], [0.9]])]
+    decision = rule.check(running[2], running[:2])
+    assert decision is not None and "ranks 3 of 3" in decision.message
+    assert rule.check(running[0], running[1:]) is None
+
+
+def test_engine_keeps_only_the_best_third_of_running_trials_under_asha() -> None:
+    exp = experiment(earlyStopping={"name": "asha", "settings": {"min_resource": 1, "reduction_factor": 3}},
+                     parallelTrialCount=3, maxTrialCount=3)
+    trials = [running_trial(exp, i, curve) for i, curve in enumerate([[0.2, 0.1], [0.3, 0.2], [0.9]])]
+    orders = plan(exp, trials, now=NOW).stop
+    # At rung 1 the values are 0.2, 0.3, 0.9: with reduction_factor 3 only the best one goes on.
+    assert [(o.name, o.reason) for o in orders] == [(trials[1].name, "asha"), (trials[2].name, "asha")]

@@ -151,10 +151,9 @@ def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequenc
         return orders
     rule = make_rule(experiment.spec.early_stopping.name, experiment.spec.early_stopping.settings,
                      experiment.spec.objective)
-    finished = [t for t in trials if t.phase.is_terminal]
     for t in active:
         if t.phase is TrialPhase.running and t.status.stop_reason is None:
-            decision = rule.check(t, finished)
+            decision = rule.check(t, [other for other in trials if other.name != t.name])
             if decision is not None:
                 orders.append(StopOrder(t.name, decision.rule, decision.message))
     return orders

@@ -2,11 +2,10 @@
 
 Rungs are at steps `min_resource * reduction_factor**k` (the step a trial reports is the
 resource it has used: epochs, batches). When a running trial has reached a rung, its value
-there is ranked against every finished trial that also reached that rung; unless it is in the
-best `floor(n / reduction_factor)` of those `n` values, it stops. With fewer than
-`reduction_factor` values at a rung there is nothing to judge yet and the trial goes on, so the
-first trials always run to the end. Running trials are not ranked against each other: the engine
-shows a rule only finished trials, which makes the rule a little more lenient than ASHA proper.
+there is ranked against every other trial that also reached that rung, whether it is still
+running, finished or was stopped there; unless it is in the best `floor(n / reduction_factor)`
+of those `n` values, it stops. With fewer than `reduction_factor` values at a rung there is
+nothing to judge yet and the trial goes on, so the first trials always run to the end.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ class Asha(StopRule):
             k += 1
         return rungs
 
-    def check(self, trial: Trial, finished: Sequence[Trial]) -> StopDecision | None:
+    def check(self, trial: Trial, others: Sequence[Trial]) -> StopDecision | None:
         metric = self.objective.metric_name
         obs = trial.status.observation(metric)
         if obs is None or not obs.curve:
@@ -52,13 +51,13 @@ class Asha(StopRule):
             return None
         rung = rungs[-1]
         mine = self._loss_at(obs, rung)
-        others = [v for t in finished if (o := t.status.observation(metric)) is not None and o.curve
+        others_at_rung = [v for t in others if (o := t.status.observation(metric)) is not None and o.curve
                   and o.curve[-1].step >= rung - 1e-9 and (v := self._loss_at(o, rung)) is not None]
-        n = len(others) + 1
+        n = len(others_at_rung) + 1
         n_kept = int(math.floor(n / self.settings.reduction_factor))
         if mine is None or n_kept == 0:
             return None
-        rank = 1 + sum(v < mine for v in others)
+        rank = 1 + sum(v < mine for v in others_at_rung)
         if rank <= n_kept:
             return None
         value = self.objective.loss(mine)  # back from loss to the metric's own sign

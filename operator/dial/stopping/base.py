@@ -34,6 +34,6 @@ class StopRule:
         self.objective = objective
         self.settings = settings if settings is not None else self.Settings()
 
-    def check(self, trial: Trial, finished: Sequence[Trial]) -> StopDecision | None:
-        """A decision to stop `trial`, given the experiment's finished trials, or None."""
+    def check(self, trial: Trial, others: Sequence[Trial]) -> StopDecision | None:
+        """A decision to stop `trial`, given the experiment's other trials (running or done), or None."""
         raise NotImplementedError

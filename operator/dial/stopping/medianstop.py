@@ -24,12 +24,12 @@ class MedianStop(StopRule):
     Settings = MedianStopSettings
     settings: MedianStopSettings
 
-    def check(self, trial: Trial, finished: Sequence[Trial]) -> StopDecision | None:
+    def check(self, trial: Trial, others: Sequence[Trial]) -> StopDecision | None:
         metric = self.objective.metric_name
         obs = trial.status.observation(metric)
         if obs is None or obs.n_points < self.settings.start_step:
             return None
-        completed = [t for t in finished if t.phase is TrialPhase.succeeded and t.status.observation(metric)]
+        completed = [t for t in others if t.phase is TrialPhase.succeeded and t.status.observation(metric)]
         if len(completed) < self.settings.min_trials_required:
             return None
         step = obs.curve[-1].step

@@ -31,7 +31,7 @@ class Threshold(StopRule):
     Settings = ThresholdSettings
     settings: ThresholdSettings
 
-    def check(self, trial: Trial, finished: Sequence[Trial]) -> StopDecision | None:
+    def check(self, trial: Trial, others: Sequence[Trial]) -> StopDecision | None:
         metric = self.settings.metric_name or self.objective.metric_name
         obs = trial.status.observation(metric)
         if obs is None or obs.n_points < self.settings.start_step:
