@@ -928,6 +928,14 @@ class NodeAgent:
             if e.status not in (404, 409):
                 log.warning("delete %s/%s: %s", md["namespace"], md["name"], e.reason)
 
+    def container_run(self, ns: str, pod: str, container: str) -> ContainerRun | None:
+        """The running pod's container of that name, or None once the pod is gone."""
+        with self.lock:
+            worker = next((w for w in self.workers.values() if w.ns == ns and w.name == pod), None)
+        if worker is None or worker.done.is_set():
+            return None
+        return next((c for c in worker.inits + worker.mains if c.name == container), None)
+
     def pod_done(self, w: PodWorker) -> None:
         with self.lock:
             if self.workers.get(w.uid) is w:
@@ -1004,22 +1012,27 @@ class NodeAgent:
                 self.end_headers()
                 self.wfile.write(data)
                 if follow:
-                    pos = os.path.getsize(path)
-                    try:
-                        while not agent.stopping.is_set():
-                            w = next((w for w in list(agent.workers.values()) if w.ns == ns and w.name == pod), None)
-                            with open(path, "rb") as f:
-                                f.seek(pos)
-                                chunk = f.read()
-                            if chunk:
-                                pos += len(chunk)
-                                self.wfile.write(chunk)
-                                self.wfile.flush()
-                            elif w is None or w.done.is_set():
-                                break
-                            time.sleep(0.2)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
+                    self._follow(path, os.path.getsize(path), ns, pod, container)
+
+            def _follow(self, path: str, pos: int, ns: str, pod: str, container: str) -> None:
+                """Stream what the container writes until it exits (like the kubelet), not until its pod ends."""
+                try:
+                    while not agent.stopping.is_set():
+                        run = agent.container_run(ns, pod, container)
+                        # Read after checking, so the last lines written before the exit still go out.
+                        ended = run is None or "terminated" in run.state
+                        with open(path, "rb") as f:
+                            f.seek(pos)
+                            chunk = f.read()
+                        if chunk:
+                            pos += len(chunk)
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+                        elif ended:
+                            return
+                        time.sleep(0.2)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _send(self, code: int, body: bytes):
                 self.send_response(code)

@@ -300,6 +300,22 @@ def test_restart_policy_on_failure(cluster, namespace):
     assert cluster.kubectl("logs", "-n", namespace, "flaky", "--previous").stdout == "first run fails\n"
 
 
+def test_logs_follow_ends_when_the_container_exits(cluster, namespace):
+    """`kubectl logs -f` returns once its container exits, while another container of the pod runs on."""
+    counter = "import time\nfor i in range(3):\n    print(f'line {i}', flush=True); time.sleep(0.5)"
+    cluster.core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "follow", "namespace": namespace},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "counter", "image": "x", "command": ["python", "-c", counter]},
+                                {"name": "waiter", "image": "x", "command": ["python", "-c", "import time; time.sleep(120)"]}]}})
+    cluster.wait_for(lambda: cluster.core.read_namespaced_pod("follow", namespace).status.phase == "Running",
+                     timeout=60, what="pod follow running")
+    out = cluster.kubectl("logs", "-f", "-n", namespace, "follow", "-c", "counter", timeout=45).stdout
+    assert out == "line 0\nline 1\nline 2\n"
+    assert cluster.core.read_namespaced_pod("follow", namespace).status.phase == "Running"  # waiter still runs
+    cluster.core.delete_namespaced_pod("follow", namespace, grace_period_seconds=0)
+
+
 def test_helm_installs_a_chart(cluster, namespace, tmp_path):
     chart = tmp_path / "tiny"
     (chart / "templates").mkdir(parents=True)
