@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import yaml
 
+from cluster_fixture import Cluster
 from dial.kube.rbac import collector_rbac, render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,19 +148,11 @@ def wait_for_phase(cluster, operator: OperatorProcess, namespace: str, name: str
 
 
 def wait(condition: Callable[[], Any], timeout: float, what: str, operator: OperatorProcess | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            last_error = exc
-        time.sleep(0.5)
-    detail = f" (last error: {last_error})" if last_error else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}\n"
-                         + (f"operator log:\n{operator.log()}" if operator else ""))
+    """Cluster.wait_for, with the operator's log in the failure when there is an operator."""
+    try:
+        return Cluster.wait_for(condition, timeout, interval=0.5, what=what)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n" + (f"operator log:\n{operator.log()}" if operator else "")) from None
 
 
 def assert_each_trial_ran_once_with_its_printed_objective(cluster, namespace: str,
