@@ -13,9 +13,11 @@ from dial.api.experiment import (
     ExperimentStatus,
     MetricsCollectorSpec,
     MetricsFormat,
+    ObjectiveMetric,
     ObjectiveSpec,
     ObjectiveType,
     ObjectMeta,
+    ParetoTrial,
     TrialCounts,
     TrialTemplate,
 )
@@ -26,6 +28,6 @@ __all__ = [
     "API_GROUP", "API_VERSION", "ApiModel", "AlgorithmSpec", "BestTrial", "CollectorKind", "Condition",
     "EarlyStoppingSpec", "Experiment", "ExperimentPhase", "ExperimentSpec", "ExperimentStatus",
     "FeasibleSpace", "MetricObservation", "MetricsCollectorSpec", "MetricsFormat", "ObjectMeta",
-    "ObjectiveSpec", "ObjectiveType", "ParameterSpec", "ParameterType", "ParameterValue", "Scale",
+    "ObjectiveMetric", "ObjectiveSpec", "ParetoTrial", "ObjectiveType", "ParameterSpec", "ParameterType", "ParameterValue", "Scale",
     "Trial", "TrialCounts", "TrialPhase", "TrialSpec", "TrialStatus", "TrialTemplate", "trial_name",
 ]

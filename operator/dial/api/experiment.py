@@ -25,29 +25,98 @@ class MetricStrategy(str, Enum):
     latest = "latest"
 
 
-class ObjectiveSpec(ApiModel):
+MAX_OBJECTIVES = 8
+
+
+class ObjectiveMetric(ApiModel):
+    """One objective of a multi-objective experiment: a metric and whether to minimise or maximise it."""
+
     type: ObjectiveType
     metric_name: Annotated[str, Field(min_length=1)]
-    goal: float | None = None
-    additional_metric_names: list[str] = Field(default_factory=list)
-    metric_strategy: MetricStrategy = MetricStrategy.best
 
     def is_better(self, a: float, b: float) -> bool:
-        """True when objective value `a` is strictly better than `b`."""
+        """True when value `a` is strictly better than `b`."""
         return a < b if self.type is ObjectiveType.minimize else a > b
 
     def loss(self, value: float) -> float:
         """The value as a quantity to minimise (strategies always minimise)."""
         return value if self.type is ObjectiveType.minimize else -value
 
+
+class ObjectiveSpec(ApiModel):
+    """One objective (`type` + `metricName`, Katib's form) or two or more (`objectives`, a Pareto front)."""
+
+    # The API server refuses an objective that is neither form at `kubectl apply` time (CEL).
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "has(self.objectives) ? !has(self.type) && !has(self.metricName) : has(self.type) && has(self.metricName)",
+         "message": "objective: give type and metricName (one objective) or objectives (two or more), not both"},
+    ]}}
+
+    type: ObjectiveType | None = None
+    metric_name: Annotated[str, Field(min_length=1)] | None = None
+    objectives: Annotated[list[ObjectiveMetric], Field(min_length=2, max_length=MAX_OBJECTIVES)] | None = None
+    goal: float | None = None
+    additional_metric_names: list[str] = Field(default_factory=list)
+    metric_strategy: MetricStrategy = MetricStrategy.best
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ObjectiveSpec":
+        if self.objectives is None:
+            for field, value in (("type", self.type), ("metricName", self.metric_name)):
+                if value is None:
+                    raise ValueError(f"{field}: required field is missing")
+            return self
+        if self.type is not None or self.metric_name is not None:
+            raise ValueError("objectives: give either type and metricName (one objective) or objectives "
+                             "(two or more), not both")
+        if self.goal is not None:
+            raise ValueError("goal: only for a single objective (a Pareto front has no one value to reach)")
+        seen: set[str] = set()
+        for i, target in enumerate(self.objectives):
+            if target.metric_name in seen:
+                raise ValueError(f"objectives[{i}].metricName: {target.metric_name!r} is named twice")
+            seen.add(target.metric_name)
+        return self
+
+    @property
+    def targets(self) -> list[ObjectiveMetric]:
+        """Every objective, the single one included, in the order given."""
+        if self.objectives is not None:
+            return list(self.objectives)
+        return [ObjectiveMetric(type=self.type, metric_name=self.metric_name)]  # type: ignore[arg-type]
+
+    @property
+    def primary(self) -> ObjectiveMetric:
+        """The first objective: the one of `status.objective`, stop rules and single-objective views."""
+        return self.objectives[0] if self.objectives is not None else self.targets[0]
+
+    @property
+    def is_multi(self) -> bool:
+        return self.objectives is not None
+
+    def is_better(self, a: float, b: float) -> bool:
+        """True when value `a` of the primary objective is strictly better than `b`."""
+        return self.primary.is_better(a, b)
+
+    def loss(self, value: float) -> float:
+        """The primary objective's value as a quantity to minimise (strategies always minimise)."""
+        return self.primary.loss(value)
+
+    def losses(self, values: dict[str, float]) -> tuple[float, ...] | None:
+        """Every objective as a loss, in order; None unless all are known."""
+        if any(t.metric_name not in values for t in self.targets):
+            return None
+        return tuple(t.loss(values[t.metric_name]) for t in self.targets)
+
     def reaches_goal(self, value: float) -> bool:
         if self.goal is None:
             return False
-        return value <= self.goal if self.type is ObjectiveType.minimize else value >= self.goal
+        return value <= self.goal if self.primary.type is ObjectiveType.minimize else value >= self.goal
 
     @property
     def metric_names(self) -> list[str]:
-        return [self.metric_name, *[m for m in self.additional_metric_names if m != self.metric_name]]
+        names = [t.metric_name for t in self.targets]
+        return [*names, *[m for m in self.additional_metric_names if m not in names]]
 
 
 class AlgorithmSpec(ApiModel):
@@ -175,9 +244,19 @@ class Condition(ApiModel):
 
 
 class BestTrial(ApiModel):
+    """The best succeeded trial of a single-objective experiment (multi-objective ones have `paretoFront`)."""
+
     name: str
     parameters: dict[str, ParameterValue]
     objective: float
+
+
+class ParetoTrial(ApiModel):
+    """A trial on the Pareto front: no other succeeded trial is at least as good in every objective and better in one."""
+
+    name: str
+    parameters: dict[str, ParameterValue]
+    objectives: dict[str, float]
 
 
 class TrialCounts(ApiModel):
@@ -214,6 +293,10 @@ class ExperimentStatus(ApiModel):
     progress: str = "0/0"
     best_trial: BestTrial | None = None
     best_objective: float | None = None
+    # Multi-objective only: the non-dominated succeeded trials (at most MAX_PARETO_FRONT, spread
+    # along the front) and how many there are in all.
+    pareto_front: list[ParetoTrial] | None = None
+    pareto_front_size: int | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
     budget: BudgetUsage = Field(default_factory=BudgetUsage)

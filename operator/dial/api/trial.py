@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from dial.api.base import API_GROUP, API_VERSION, ApiModel
-from dial.api.experiment import ObjectiveSpec, ObjectMeta, MetricStrategy
+from dial.api.experiment import MetricStrategy, ObjectiveMetric, ObjectiveSpec, ObjectMeta
 from dial.api.space import ParameterValue
 
 CURVE_MAX_POINTS = 200
@@ -74,6 +74,8 @@ class TrialStatus(ApiModel):
     exit_code: int | None = None
     observations: list[MetricObservation] = Field(default_factory=list)
     objective: float | None = None
+    # Multi-objective only: every objective's value by metric name (`objective` is the first's).
+    objectives: dict[str, float] | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
     stop_reason: str | None = None
@@ -90,14 +92,24 @@ class TrialStatus(ApiModel):
         obs.record(step, value)
 
     def update_objective(self, objective: ObjectiveSpec) -> None:
-        """Derive the trial's objective value from its observations."""
-        obs = self.observation(objective.metric_name)
+        """Derive the trial's objective value(s) from its observations."""
+        values = {t.metric_name: v for t in objective.targets
+                  if (v := self._objective_value(t, objective.metric_strategy)) is not None}
+        self.objective = values.get(objective.primary.metric_name)
+        self.objectives = (values or None) if objective.is_multi else None
+
+    def _objective_value(self, target: ObjectiveMetric, strategy: MetricStrategy) -> float | None:
+        obs = self.observation(target.metric_name)
         if obs is None or not math.isfinite(obs.latest):
-            self.objective = None
-        elif objective.metric_strategy is MetricStrategy.latest:
-            self.objective = obs.latest
-        else:
-            self.objective = obs.min if objective.type.value == "minimize" else obs.max
+            return None
+        if strategy is MetricStrategy.latest:
+            return obs.latest
+        return obs.min if target.type.value == "minimize" else obs.max
+
+    def missing_objectives(self, objective: ObjectiveSpec) -> list[str]:
+        """The objective metrics this trial has no value for."""
+        have = self.objectives or ({} if self.objective is None else {objective.primary.metric_name: self.objective})
+        return [t.metric_name for t in objective.targets if t.metric_name not in have]
 
 
 class Trial(ApiModel):

@@ -14,7 +14,7 @@ from typing import Sequence
 from dial.api.experiment import BestTrial, Condition, Experiment, ExperimentPhase, ExperimentStatus, TrialCounts
 from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, trial_name
-from dial.engine import budget, reasons
+from dial.engine import budget, front, reasons
 from dial.search import SearchSpace, TrialRecord, make_strategy
 from dial.stopping import make_rule
 
@@ -70,12 +70,18 @@ def history(experiment: Experiment, trials: Sequence[Trial]) -> list[TrialRecord
     for t in sorted(trials, key=lambda t: t.spec.index):
         finished = t.phase.is_terminal
         loss = objective.loss(t.status.objective) if finished and t.status.objective is not None else None
-        records.append(TrialRecord(t.spec.index, dict(t.spec.parameter_assignments), loss, finished))
+        losses = objective.losses(t.status.objectives or {}) if finished and objective.is_multi else None
+        if objective.is_multi and losses is None:
+            loss = None  # a trial without every objective is a failure to a multi-objective strategy
+        records.append(TrialRecord(t.spec.index, dict(t.spec.parameter_assignments), loss, finished, losses))
     return records
 
 
 def best_trial(experiment: Experiment, trials: Sequence[Trial]) -> Trial | None:
+    """The best succeeded trial; None for a multi-objective experiment (its answer is the Pareto front)."""
     objective = experiment.spec.objective
+    if objective.is_multi:
+        return None
     best = None
     for t in trials:
         if t.phase is TrialPhase.succeeded and t.status.objective is not None:
@@ -162,7 +168,8 @@ def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequenc
 def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[TrialProposal]:
     spec = experiment.spec
     space = SearchSpace.from_parameters(spec.parameters)
-    strategy = make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed)
+    strategy = make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
+                             n_objectives=len(spec.objective.targets))
     past = history(experiment, trials)
     start = max((t.spec.index for t in trials), default=-1) + 1
     return [TrialProposal(start + i, trial_name(experiment.name, start + i), a)
@@ -185,6 +192,8 @@ def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts
         status.best_trial = BestTrial(name=best.name, parameters=dict(best.spec.parameter_assignments),
                                       objective=best.status.objective)  # type: ignore[arg-type]
         status.best_objective = best.status.objective
+    if spec.objective.is_multi:
+        status.pareto_front, status.pareto_front_size = front.status_front(experiment, trials)
     if finish is not None:
         status.phase = finish.phase
         condition = Condition(type=finish.phase.value, reason=finish.reason, message=finish.message)

@@ -38,9 +38,10 @@ def record_points(experiment: Experiment, trial: Trial, points: Iterable[MetricP
 def record_observations(objective: ObjectiveSpec, status: TrialStatus, points: Iterable[MetricPoint]) -> int:
     """`record_points` on a bare status: the metrics collector sidecar knows the objective, not the experiment."""
     n = 0
+    objective_names = {t.metric_name for t in objective.targets}
     for point in points:
         if not math.isfinite(point.value):
-            if point.name == objective.metric_name and status.stop_reason is None:
+            if point.name in objective_names and status.stop_reason is None:
                 status.stop_reason = reasons.OBJECTIVE_NOT_FINITE
                 status.stop_message = f"{point.name} reported {point.value} at step {point.step:g}"
             continue
@@ -77,9 +78,9 @@ def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | Non
         status.reason = failure_reason or reasons.TRAINING_FAILED
         code = f"exit code {exit_code}" if exit_code is not None else "no exit code"
         status.message = f"{code}; last output:\n{tail}" if tail else code
-    elif status.objective is None:
+    elif missing := status.missing_objectives(experiment.spec.objective):
         status.phase, status.reason = TrialPhase.metrics_unavailable, reasons.METRICS_UNAVAILABLE
-        status.message = (f"training exited 0 without reporting {experiment.spec.objective.metric_name}"
+        status.message = (f"training exited 0 without reporting {', '.join(missing)}"
                           + (f"; last output:\n{tail}" if tail else ""))
     else:
         status.phase, status.reason, status.message = TrialPhase.succeeded, reasons.TRAINING_SUCCEEDED, None

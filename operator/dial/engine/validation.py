@@ -14,6 +14,11 @@ from dial.search import SearchSpace, make_strategy
 from dial.stopping import make_rule
 
 
+# Stop rules that judge a trial by itself (a bound on one metric), so they mean the same with
+# several objectives; the others rank trials on one objective.
+MULTI_OBJECTIVE_RULES = ("threshold",)
+
+
 @dataclass(frozen=True)
 class SpecError:
     path: str
@@ -96,12 +101,19 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
     errors: list[SpecError] = []
     space = SearchSpace.from_parameters(spec.parameters)
     try:
-        make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed)
+        make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
+                      n_objectives=len(spec.objective.targets))
     except ValidationError as exc:
         errors += errors_from_validation(exc, "spec.algorithm.settings")
     except ValueError as exc:
-        errors.append(SpecError("spec.algorithm.name" if "unknown algorithm" in str(exc) else "spec.algorithm", str(exc)))
-    if spec.early_stopping is not None:
+        names_algorithm = "unknown algorithm" in str(exc) or "objectives use one of" in str(exc)
+        errors.append(SpecError("spec.algorithm.name" if names_algorithm else "spec.algorithm", str(exc)))
+    if spec.early_stopping is not None and spec.objective.is_multi and spec.early_stopping.name not in MULTI_OBJECTIVE_RULES:
+        errors.append(SpecError("spec.earlyStopping.name",
+                                f"{spec.early_stopping.name} compares trials on one objective; with "
+                                f"{len(spec.objective.targets)} objectives use {', '.join(MULTI_OBJECTIVE_RULES)} "
+                                "or no early stopping"))
+    elif spec.early_stopping is not None:
         try:
             make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
         except ValidationError as exc:

@@ -32,7 +32,7 @@ log = logging.getLogger("dial.operator")
 # The operator's share of a Trial's status; the collector owns observations (and, while the
 # trial runs, objective). Patching only these keys never overwrites the collector's writes.
 OPERATOR_TRIAL_FIELDS = ("phase", "reason", "message", "exitCode", "startTime", "completionTime",
-                         "stopReason", "stopMessage", "objective")
+                         "stopReason", "stopMessage", "objective", "objectives")
 JOB_DELETED = "JobDeleted"
 # Budget figures that grow with the clock alone; refreshed this often at most when nothing else changed.
 CLOCK_DRIVEN = ("elapsedSeconds", "gpuHours")

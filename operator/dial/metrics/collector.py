@@ -2,7 +2,8 @@
 
 It re-reads the file from the start whenever it (re)starts, so the status it writes is rebuilt
 from the same lines every time: a restarted collector neither loses nor doubles a point. It
-writes only `observations` and `objective` (plus `stopReason` for a non-finite objective): the
+writes only `observations` and `objective` (and `objectives`, plus `stopReason` for a non-finite
+objective): the
 operator owns every other status field.
 """
 
@@ -75,6 +76,8 @@ class Collector:
     def patch(self) -> dict[str, Any]:
         wire = self.status.model_dump(mode="json", by_alias=True)
         patch = {"observations": wire["observations"], "objective": wire["objective"]}
+        if self.objective.is_multi:
+            patch["objectives"] = wire["objectives"]
         if self.status.stop_reason is not None:
             patch |= {"stopReason": wire["stopReason"], "stopMessage": wire["stopMessage"]}
         return patch

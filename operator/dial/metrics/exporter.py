@@ -138,7 +138,7 @@ class DialMetrics(Collector):
             state = self._experiments.setdefault((namespace, name), _ExperimentState(plan.status.phase))
             state.phase = plan.status.phase
             state.trial_counts = {phase: getattr(counts, field_name) for phase, field_name in _COUNT_FIELDS}
-            state.objective_metric = experiment.spec.objective.metric_name
+            state.objective_metric = experiment.spec.objective.primary.metric_name
             state.best_objective = plan.status.best_objective
             state.budget = plan.status.budget
             seen = set()

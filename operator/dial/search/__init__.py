@@ -12,6 +12,7 @@ from dial.search.cmaes import Cmaes
 from dial.search.gp import GpBayesian
 from dial.search.grid import GridSearch
 from dial.search.hyperband import Hyperband
+from dial.search.parego import ParEgo
 from dial.search.random import RandomSearch
 from dial.search.sobol import SobolSearch
 from dial.search.space import Dimension, SearchSpace
@@ -31,7 +32,12 @@ for _cls in (RandomSearch, GridSearch, BayesianOptimization, SobolSearch, TreePa
     register(_cls)
 
 
-def make_strategy(name: str, settings: dict[str, Any], space: SearchSpace, *, seed: int) -> Strategy:
+# Single-objective strategies that handle several objectives through ParEGO's scalarisation.
+PAREGO_STRATEGIES: tuple[type[Strategy], ...] = (GpBayesian, BayesianOptimization)
+
+
+def make_strategy(name: str, settings: dict[str, Any], space: SearchSpace, *, seed: int,
+                  n_objectives: int = 1) -> Strategy:
     """Build a strategy from an experiment's algorithm spec; ValueError/ValidationError name the problem."""
     try:
         cls = STRATEGIES[name]
@@ -39,10 +45,20 @@ def make_strategy(name: str, settings: dict[str, Any], space: SearchSpace, *, se
         raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
     strategy = cls(space, cls.Settings.model_validate(settings), seed=seed)
     strategy.validate()
+    if n_objectives > 1 and not cls.multi_objective:
+        if cls not in PAREGO_STRATEGIES:
+            raise ValueError(f"algorithm {name!r} optimises one objective; for {n_objectives} objectives use one of "
+                             f"{', '.join(multi_objective_names())}")
+        strategy = ParEgo(strategy)
     return strategy
+
+
+def multi_objective_names() -> list[str]:
+    """Algorithm names that accept two or more objectives."""
+    return sorted(name for name, cls in STRATEGIES.items() if cls.multi_objective or cls in PAREGO_STRATEGIES)
 
 
 __all__ = [
     "Assignment", "Dimension", "SearchSpace", "Strategy", "StrategySettings", "TrialRecord", "STRATEGIES",
-    "ValidationError", "make_strategy", "register",
+    "ValidationError", "make_strategy", "multi_objective_names", "register",
 ]

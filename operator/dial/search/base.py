@@ -17,12 +17,24 @@ Assignment = dict[str, ParameterValue]
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """What a strategy may know of a trial: its parameters and, once known, its loss (lower is better)."""
+    """What a strategy may know of a trial: its parameters and, once known, its loss (lower is better).
+
+    Multi-objective experiments also fill `losses`, one per objective (`loss` is the first);
+    strategies that set `multi_objective` read it, the others never see such a history.
+    """
 
     index: int
     assignment: Assignment
     loss: float | None = None
     finished: bool = False
+    losses: tuple[float, ...] | None = None
+
+    @property
+    def objective_losses(self) -> tuple[float, ...] | None:
+        """Every objective's loss: `losses`, or the single `loss`."""
+        if self.losses is not None:
+            return self.losses
+        return None if self.loss is None else (self.loss,)
 
     @property
     def running(self) -> bool:
@@ -45,6 +57,8 @@ class Strategy:
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     Settings: ClassVar[type[StrategySettings]] = StrategySettings
+    # True when `propose` reads every objective (`TrialRecord.losses`) or none (random, grid).
+    multi_objective: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, settings: StrategySettings | None = None, *, seed: int = 0):
         self.space = space

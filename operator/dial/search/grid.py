@@ -13,6 +13,7 @@ MAX_GRID_SIZE = 1_000_000
 
 class GridSearch(Strategy):
     name = "grid"
+    multi_objective = True  # proposals never read the losses
 
     def validate(self) -> None:
         for dim in self.space.dimensions:

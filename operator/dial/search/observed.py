@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -23,12 +23,15 @@ class Observed:
     y: np.ndarray
     failed: np.ndarray
     running: np.ndarray
+    # One row per `x` row, one column per objective (a copy of `y` when there is one objective).
+    losses: np.ndarray = field(default_factory=lambda: np.empty((0, 1)))
 
     @classmethod
     def from_history(cls, space: SearchSpace, history: Sequence[TrialRecord]) -> "Observed":
         dims = len(space.dimensions)
         done, failed, running = [], [], []
         ys: list[float] = []
+        losses: list[tuple[float, ...]] = []
         for record in sorted(history, key=lambda r: r.index):
             point = space.to_unit(record.assignment)
             if not record.finished:
@@ -36,13 +39,16 @@ class Observed:
             elif record.loss is not None and math.isfinite(record.loss):
                 done.append(point)
                 ys.append(float(record.loss))
+                losses.append(record.objective_losses or (record.loss,))
             else:
                 failed.append(point)
 
         def rows(points: list[np.ndarray]) -> np.ndarray:
             return np.array(points, dtype=float).reshape(len(points), dims)
 
-        return cls(rows(done), np.array(ys, dtype=float), rows(failed), rows(running))
+        width = len(losses[0]) if losses else 1
+        return cls(rows(done), np.array(ys, dtype=float), rows(failed), rows(running),
+                   np.array(losses, dtype=float).reshape(len(losses), width))
 
     @property
     def n_done(self) -> int:

@@ -9,6 +9,7 @@ from dial.search.base import Assignment, Strategy, TrialRecord, without_duplicat
 
 class RandomSearch(Strategy):
     name = "random"
+    multi_objective = True  # proposals never read the losses
 
     def propose(self, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
         rng = self.rng(history)

@@ -21,6 +21,7 @@ class SobolSearch(Strategy):
     restarted search continues the same sequence from the length of its history."""
 
     name = "sobol"
+    multi_objective = True  # proposals never read the losses
     Settings = SobolSettings
     settings: SobolSettings
 

@@ -19,6 +19,7 @@ from scipy.special import log_ndtr, logsumexp, ndtr, ndtri
 from dial.api.space import ParameterType
 from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord, without_duplicates
 from dial.search.observed import Observed, decode
+from dial.search.pareto import crowding_distance, non_domination_ranks
 from dial.search.sobol import sobol_points
 from dial.search.space import SearchSpace
 
@@ -80,6 +81,7 @@ class Parzen:
 class TreeParzen(Strategy):
     name = "tpe"
     Settings = TpeSettings
+    multi_objective = True  # MOTPE: good trials by non-domination rank
     settings: TpeSettings
 
     def __init__(self, space: SearchSpace, settings: TpeSettings | None = None, *, seed: int = 0):
@@ -107,7 +109,7 @@ class TreeParzen(Strategy):
 
     def _split(self, observed: Observed) -> tuple[np.ndarray, np.ndarray]:
         """Good and bad unit points; failed (and, with constant liar, running) trials count as bad."""
-        order = np.argsort(observed.y, kind="stable")
+        order = _multi_objective_order(observed.losses) if observed.losses.shape[1] > 1 else np.argsort(observed.y, kind="stable")
         n_good = min(math.ceil(self.settings.gamma * observed.n_done), self.settings.max_good)
         is_good = np.zeros(observed.n_done, dtype=bool)
         is_good[order[:n_good]] = True
@@ -170,6 +172,17 @@ class MultivariateTreeParzen(TreeParzen):
 
     name = "multivariate-tpe"
     Settings = MultivariateTpeSettings
+
+
+def _multi_objective_order(losses: np.ndarray) -> np.ndarray:
+    """MOTPE's order (Ozaki et al. 2020): by non-domination rank, then the roomier points of a rank
+    first (crowding distance, where Optuna uses hypervolume contributions), then by index."""
+    ranks = non_domination_ranks(losses)
+    crowding = np.zeros(len(losses))
+    for rank in np.unique(ranks):
+        members = np.flatnonzero(ranks == rank)
+        crowding[members] = crowding_distance(losses[members])
+    return np.lexsort((np.arange(len(losses)), -crowding, ranks))
 
 
 def _age_weights(n: int) -> np.ndarray:

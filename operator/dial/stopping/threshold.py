@@ -32,7 +32,7 @@ class Threshold(StopRule):
     settings: ThresholdSettings
 
     def check(self, trial: Trial, others: Sequence[Trial]) -> StopDecision | None:
-        metric = self.settings.metric_name or self.objective.metric_name
+        metric = self.settings.metric_name or self.objective.primary.metric_name
         obs = trial.status.observation(metric)
         if obs is None or obs.n_points < self.settings.start_step:
             return None
