@@ -43,13 +43,13 @@ def make_strategy(name: str, settings: dict[str, Any], space: SearchSpace, *, se
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
+    if n_objectives > 1 and not cls.multi_objective and cls not in PAREGO_STRATEGIES:
+        raise ValueError(f"algorithm {name!r} optimises one objective; for {n_objectives} objectives use one of "
+                         f"{', '.join(multi_objective_names())}")
     strategy = cls(space, cls.Settings.model_validate(settings), seed=seed)
     strategy.validate()
     if n_objectives > 1 and not cls.multi_objective:
-        if cls not in PAREGO_STRATEGIES:
-            raise ValueError(f"algorithm {name!r} optimises one objective; for {n_objectives} objectives use one of "
-                             f"{', '.join(multi_objective_names())}")
-        strategy = ParEgo(strategy)
+        return ParEgo(strategy)
     return strategy
 
 
