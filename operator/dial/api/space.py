@@ -44,12 +44,21 @@ class FeasibleSpace(ApiModel):
     scale: Scale = Scale.linear
 
 
+class ActiveWhen(ApiModel):
+    """A conditional parameter: it exists only while the categorical `parameter` takes one of `values`."""
+
+    parameter: Annotated[str, Field(min_length=1)]
+    values: Annotated[list[str], Field(min_length=1)]
+
+
 class ParameterSpec(ApiModel):
     """One tunable parameter."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=63)]
     type: ParameterType
     feasible_space: FeasibleSpace
+    # Checked against the other parameters (unknown parent, cycles, values) by the engine's validation.
+    active_when: ActiveWhen | None = None
 
     @model_validator(mode="after")
     def _check_space(self) -> "ParameterSpec":

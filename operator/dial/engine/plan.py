@@ -15,7 +15,7 @@ from dial.api.experiment import BestTrial, Condition, Experiment, ExperimentPhas
 from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, trial_name
 from dial.engine import budget, front, reasons
-from dial.search import SearchSpace, TrialRecord, make_strategy
+from dial.search import SearchSpace, TrialRecord, make_strategy, propose_active
 from dial.stopping import make_rule
 
 _COUNT_FIELD = {
@@ -173,7 +173,7 @@ def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[Tr
     past = history(experiment, trials)
     start = max((t.spec.index for t in trials), default=-1) + 1
     return [TrialProposal(start + i, trial_name(experiment.name, start + i), a)
-            for i, a in enumerate(strategy.propose(past, n))]
+            for i, a in enumerate(propose_active(strategy, past, n))]
 
 
 def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts, best: Trial | None,

@@ -11,6 +11,8 @@ from dial.api.space import ParameterValue
 
 DEADLINE_BACKSTOP_SECONDS = 30
 _PLACEHOLDER = re.compile(r"\$\{(trialParameters|trialSpec)\.([A-Za-z0-9_.-]+)\}")
+# A whole argument that is a parameter's placeholder, bare or as `--flag=`.
+_WHOLE_ARGUMENT = re.compile(r"(-[^\s=]*=)?\$\{trialParameters\.([A-Za-z0-9_.-]+)\}")
 
 
 def placeholder_references(template: TrialTemplate) -> dict[str, str]:
@@ -31,17 +33,40 @@ def format_value(value: ParameterValue) -> str:
     return str(value)
 
 
-def substitute(obj: Any, values: dict[str, str], meta: dict[str, str]) -> Any:
+def substitute(obj: Any, values: dict[str, str], meta: dict[str, str], inactive: frozenset[str] = frozenset()) -> Any:
+    """Replace placeholders; those of `inactive` parameters are dropped from lists (see `_drop_inactive`)
+    and become empty strings anywhere else."""
     if isinstance(obj, str):
         def replace(match: re.Match[str]) -> str:
+            if match.group(1) == "trialParameters" and match.group(2) in inactive:
+                return ""
             table = values if match.group(1) == "trialParameters" else meta
             return table.get(match.group(2), match.group(0))
         return _PLACEHOLDER.sub(replace, obj)
     if isinstance(obj, dict):
-        return {k: substitute(v, values, meta) for k, v in obj.items()}
+        return {k: substitute(v, values, meta, inactive) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [substitute(v, values, meta) for v in obj]
+        items = _drop_inactive(obj, inactive) if inactive else obj
+        return [substitute(v, values, meta, inactive) for v in items]
     return obj
+
+
+def _drop_inactive(items: list[Any], inactive: frozenset[str]) -> list[Any]:
+    """An argument that is only an inactive parameter's placeholder goes, with the option flag just
+    before it (`--alpha`, `${trialParameters.alpha}`); so does `--alpha=${trialParameters.alpha}`."""
+    kept: list[Any] = []
+    for item in items:
+        match = _WHOLE_ARGUMENT.fullmatch(item) if isinstance(item, str) else None
+        if match is None or match.group(2) not in inactive:
+            kept.append(item)
+            continue
+        if match.group(1) is None and kept and _is_flag(kept[-1]):
+            kept.pop()
+    return kept
+
+
+def _is_flag(item: Any) -> bool:
+    return isinstance(item, str) and item.startswith("-") and "${" not in item and "=" not in item
 
 
 def render_job_spec(experiment: Experiment, trial_name: str, assignment: dict[str, ParameterValue]) -> dict[str, Any]:
@@ -49,9 +74,11 @@ def render_job_spec(experiment: Experiment, trial_name: str, assignment: dict[st
     template = experiment.spec.trial_template
     references = placeholder_references(template)
     values = {name: format_value(assignment[ref]) for name, ref in references.items() if ref in assignment}
+    # A conditional parameter that is inactive in this trial is absent from its assignment.
+    inactive = frozenset(name for name, ref in references.items() if ref not in assignment)
     meta = {"Name": trial_name, "Namespace": experiment.metadata.namespace or "default",
             "Experiment": experiment.name}
-    job_spec = substitute(copy.deepcopy(template.job_spec), values, meta)
+    job_spec = substitute(copy.deepcopy(template.job_spec), values, meta, inactive)
     limit = experiment.spec.max_trial_seconds
     if limit is not None:
         # A backstop for when the backend is down: normally the plan stops the trial at `limit`

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from pydantic import ValidationError
 
 from dial.api.experiment import Experiment
+from dial.api.space import ParameterSpec, ParameterType
 from dial.engine.template import placeholder_references, primary_container
 from dial.search import SearchSpace, make_strategy
 from dial.stopping import make_rule
@@ -98,7 +99,7 @@ def load_experiment(text: str, source: str = "experiment") -> Experiment:
 def validate_experiment(experiment: Experiment) -> list[SpecError]:
     """Cross-field checks that the schema cannot express: settings, template, strategy vs space."""
     spec = experiment.spec
-    errors: list[SpecError] = []
+    errors: list[SpecError] = condition_errors(spec.parameters)
     space = SearchSpace.from_parameters(spec.parameters)
     try:
         make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
@@ -121,6 +122,40 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
         except ValueError as exc:
             errors.append(SpecError("spec.earlyStopping.name", str(exc)))
     errors += _template_errors(experiment)
+    return errors
+
+
+def condition_errors(parameters: Sequence[ParameterSpec]) -> list[SpecError]:
+    """`activeWhen` must name another, categorical parameter and some of its values, without cycles."""
+    errors: list[SpecError] = []
+    by_name = {p.name: p for p in parameters}
+    for i, p in enumerate(parameters):
+        if p.active_when is None:
+            continue
+        path = f"spec.parameters[{i}].activeWhen"
+        parent = by_name.get(p.active_when.parameter)
+        if parent is None:
+            errors.append(SpecError(f"{path}.parameter", f"{p.active_when.parameter!r} is not a parameter of this experiment"))
+            continue
+        if parent.name == p.name:
+            errors.append(SpecError(f"{path}.parameter", f"parameter {p.name!r} cannot depend on itself"))
+            continue
+        if parent.type is not ParameterType.categorical:
+            errors.append(SpecError(f"{path}.parameter", f"{parent.name!r} is {parent.type.value}: a condition needs "
+                                                         "a categorical parameter"))
+            continue
+        choices = [str(v) for v in parent.feasible_space.list or ()]
+        for j, value in enumerate(p.active_when.values):
+            if str(value) not in choices:
+                errors.append(SpecError(f"{path}.values[{j}]", f"{value!r} is not one of {parent.name!r}'s values {choices}"))
+        chain = [p.name]
+        while (cursor := by_name.get(chain[-1])) is not None and cursor.active_when is not None:
+            chain.append(cursor.active_when.parameter)
+            if chain[-1] == p.name:
+                errors.append(SpecError(path, f"conditions form a cycle: {' -> '.join(chain)}"))
+                break
+            if chain[-1] in chain[:-1]:
+                break  # a cycle further up: reported at its own members
     return errors
 
 

@@ -140,7 +140,8 @@ def _parallel(data: ReportData) -> Option:
     axes.append({"dim": objective_dim, "name": data.metric, "type": "value", "scale": True})
     scored = data.scored_trials
     rows = [{"name": t.name, "value": [
-        (t.parameters.get(a.name) if a.numeric else str(t.parameters.get(a.name))) for a in data.parameters
+        (t.parameters.get(a.name) if a.numeric or a.name not in t.parameters else str(t.parameters[a.name]))
+        for a in data.parameters  # an inactive conditional parameter is a gap in the line
     ] + [t.score]} for t in scored]
     values = [t.score for t in scored]
     low, high = min(values), max(values)

@@ -33,14 +33,16 @@ class Importance:
 def parameter_importance(axes: Sequence[ParameterAxis], scored: Sequence[tuple[dict[str, ParameterValue], float]],
                          *, seed: int = 0) -> Importance:
     """Fit a forest from parameters (log10 on log axes, category index on categorical ones) to the loss, then permute."""
-    rows = [(a, loss) for a, loss in scored if math.isfinite(loss) and all(x.name in a for x in axes)]
+    rows = [(a, loss) for a, loss in scored if math.isfinite(loss)]
     if len(rows) < MIN_TRIALS:
         return Importance(note=f"needs at least {MIN_TRIALS} trials with an objective (have {len(rows)})",
                           n_trials=len(rows))
     y = np.array([loss for _, loss in rows])
     if np.ptp(y) == 0:
         return Importance(note="every trial has the same objective: nothing to attribute", n_trials=len(rows))
-    X = np.array([[_encode(axis, assignment[axis.name]) for axis in axes] for assignment, _ in rows])
+    # An inactive conditional parameter is missing (NaN): the forest's trees route missing values.
+    X = np.array([[_encode(axis, assignment[axis.name]) if axis.name in assignment else math.nan for axis in axes]
+                  for assignment, _ in rows])
     if len(axes) == 1:
         return Importance([(axes[0].name, 1.0)], n_trials=len(rows))
     from sklearn.ensemble import RandomForestRegressor

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord
+from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord, propose_active
 from dial.search.bayesian import BayesianOptimization
 from dial.search.cmaes import Cmaes
 from dial.search.gp import GpBayesian
@@ -60,5 +60,5 @@ def multi_objective_names() -> list[str]:
 
 __all__ = [
     "Assignment", "Dimension", "SearchSpace", "Strategy", "StrategySettings", "TrialRecord", "STRATEGIES",
-    "ValidationError", "make_strategy", "multi_objective_names", "register",
+    "ValidationError", "make_strategy", "multi_objective_names", "propose_active", "register",
 ]

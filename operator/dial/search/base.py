@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -74,6 +74,17 @@ class Strategy:
 
     def validate(self) -> None:
         """Raise ValueError when the strategy cannot work on this space."""
+
+
+def propose_active(strategy: Strategy, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
+    """Proposals as trials receive them, on a space with conditional parameters or without.
+
+    The strategy sees complete assignments (inactive parameters at one fixed value, so a model is
+    not confused by absent values) and its proposals lose their inactive parameters again.
+    """
+    space = strategy.space
+    complete = [replace(r, assignment=space.complete(r.assignment)) for r in history]
+    return [space.active(a) for a in strategy.propose(complete, n)]
 
 
 def next_index(history: Sequence[TrialRecord]) -> int:

@@ -90,7 +90,8 @@ class GpBayesian(Strategy):
         for j, dim in enumerate(self.space.dimensions):
             if dim.kind is ParameterType.categorical:
                 k = len(dim.choices)
-                columns.append(np.eye(k)[np.minimum((raw[:, j] * k).astype(int), k - 1)])
+                # Snapped, not raw: an inactive conditional parameter's column holds its one fixed value.
+                columns.append(np.eye(k)[np.minimum((snapped[:, j] * k).astype(int), k - 1)])
             else:
                 columns.append(snapped[:, j:j + 1])
         return np.hstack(columns)

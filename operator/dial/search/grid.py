@@ -1,4 +1,4 @@
-"""Grid search: every combination of the parameters' steps or lists, in a fixed order."""
+"""Grid search: every distinct combination of the active parameters' steps or lists, in a fixed order."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ class GridSearch(Strategy):
         out: list[Assignment] = []
         for combo in itertools.product(*(d.grid() for d in self.space.dimensions)):
             assignment = dict(zip(self.space.names, combo))
-            if self.space.key(assignment) not in seen:
+            key = self.space.key(assignment)
+            if key not in seen:
+                # Conditional spaces repeat an active combination under each value of an inactive parameter.
+                seen.add(key)
                 out.append(assignment)
                 if len(out) == n:
                     break

@@ -118,15 +118,38 @@ def _plain_number(v: float | str) -> int | float:
     return int(f) if f.is_integer() else f
 
 
-class SearchSpace:
-    """An ordered set of dimensions with helpers to sample and check assignments."""
+@dataclass(frozen=True)
+class Condition:
+    """`child` exists only while the categorical `parent` is active and takes one of `values`."""
 
-    def __init__(self, dimensions: Sequence[Dimension]):
+    child: str
+    parent: str
+    values: frozenset[str]
+
+
+class SearchSpace:
+    """An ordered set of dimensions with helpers to sample and check assignments.
+
+    With conditions, an assignment holds only its active parameters. Strategies work on complete
+    assignments: `complete` fills inactive parameters with a fixed value (the middle of their
+    range), so models see one constant there, and `active` drops them again from a proposal.
+    `key`, `to_unit` and `contains` judge an assignment by its active parameters only.
+    """
+
+    def __init__(self, dimensions: Sequence[Dimension], conditions: Sequence[Condition] = ()):
         self.dimensions = list(dimensions)
+        self.conditions = {c.child: c for c in conditions}
+        self._order = _parents_first(self.names, self.conditions)
 
     @classmethod
     def from_parameters(cls, parameters: Sequence[ParameterSpec]) -> "SearchSpace":
-        return cls([Dimension.from_spec(p) for p in parameters])
+        conditions = [Condition(p.name, p.active_when.parameter, frozenset(map(str, p.active_when.values)))
+                      for p in parameters if p.active_when is not None]
+        return cls([Dimension.from_spec(p) for p in parameters], conditions)
+
+    def with_dimensions(self, dimensions: Sequence[Dimension]) -> "SearchSpace":
+        """The same parameters and conditions over other domains (a zoomed space)."""
+        return SearchSpace(dimensions, list(self.conditions.values()))
 
     @property
     def names(self) -> list[str]:
@@ -134,7 +157,32 @@ class SearchSpace:
 
     @property
     def size(self) -> float:
+        """Combinations of the complete space: an upper bound on distinct assignments when conditional."""
         return math.prod(d.n_values for d in self.dimensions)
+
+    def active_names(self, assignment: dict[str, ParameterValue]) -> set[str]:
+        """Parameters that exist under this assignment (a parameter in a condition cycle never does)."""
+        if not self.conditions:
+            return set(self.names)
+        active: set[str] = set()
+        for name in self._order:
+            condition = self.conditions.get(name)
+            if condition is None or (condition.parent in active and str(assignment.get(condition.parent)) in condition.values):
+                active.add(name)
+        return active
+
+    def active(self, assignment: dict[str, ParameterValue]) -> dict[str, ParameterValue]:
+        """The assignment without its inactive parameters: what a trial receives."""
+        if not self.conditions:
+            return dict(assignment)
+        active = self.active_names(assignment)
+        return {n: assignment[n] for n in self.names if n in active and n in assignment}
+
+    def complete(self, assignment: dict[str, ParameterValue]) -> dict[str, ParameterValue]:
+        """Every parameter, inactive (or missing) ones at their dimension's middle value."""
+        active = self.active_names(assignment)
+        return {d.name: assignment[d.name] if d.name in active and d.name in assignment else d.from_unit(0.5)
+                for d in self.dimensions}
 
     def sample(self, rng: np.random.Generator) -> dict[str, ParameterValue]:
         return self.from_unit(rng.random(len(self.dimensions)))
@@ -143,11 +191,34 @@ class SearchSpace:
         return {d.name: d.from_unit(u) for d, u in zip(self.dimensions, point)}
 
     def to_unit(self, assignment: dict[str, ParameterValue]) -> np.ndarray:
+        if self.conditions:
+            assignment = self.complete(assignment)
         return np.array([d.to_unit(assignment[d.name]) for d in self.dimensions])
 
     def contains(self, assignment: dict[str, ParameterValue]) -> bool:
-        return set(assignment) == set(self.names) and all(d.contains(assignment[d.name]) for d in self.dimensions)
+        by_name = {d.name: d for d in self.dimensions}
+        if not set(assignment) <= set(by_name) or not all(by_name[n].contains(v) for n, v in assignment.items()):
+            return False
+        return set(assignment) == self.active_names(assignment)
 
     def key(self, assignment: dict[str, ParameterValue]) -> tuple[str, ...]:
-        """A hashable identity of an assignment, for spotting duplicates."""
-        return tuple(repr(assignment.get(n)) for n in self.names)
+        """A hashable identity of an assignment's active parameters, for spotting duplicates."""
+        if not self.conditions:
+            return tuple(repr(assignment.get(n)) for n in self.names)
+        active = self.active_names(assignment)
+        return tuple(repr(assignment.get(n)) if n in active else "-" for n in self.names)
+
+
+def _parents_first(names: Sequence[str], conditions: dict[str, Condition]) -> list[str]:
+    """Parameters ordered so each comes after its parent; those in a cycle (or under an unknown parent) are left out."""
+    order: list[str] = []
+    placed: set[str] = set()
+    pending = list(names)
+    while pending:
+        ready = [n for n in pending if n not in conditions or conditions[n].parent in placed]
+        if not ready:
+            break
+        order += ready
+        placed.update(ready)
+        pending = [n for n in pending if n not in placed]
+    return order
