@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dial.local.display import Display
     from dial.local.results import default_output_dir, latest_output_dir, load_results
     from dial.local.runner import LocalRunner, check_runnable, utcnow
+    from dial.local.warm_start import local_warm_start
 
     experiment = _load(args.experiment)
     check_runnable(experiment)
@@ -48,6 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"dial run: {output} already holds results; pass --resume to continue them "
                   "or choose another --output", file=sys.stderr)
             return EXIT_BAD_INPUT
+        # Read once: a resumed run keeps this snapshot (in results.json) rather than reading again.
+        experiment.status.warm_start = local_warm_start(experiment, base_dir=Path.cwd(), results_root=DEFAULT_RESULTS_DIR)
+        if experiment.status.warm_start is not None:
+            print("warm start: " + "; ".join(experiment.status.warm_start.notes))
     metrics = None
     if args.metrics_port is not None:
         from dial.metrics.exporter import serve_metrics

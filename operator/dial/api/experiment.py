@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from dial.api.base import API_GROUP, API_VERSION, ApiModel
 from dial.api.space import ParameterSpec, ParameterValue
+from dial.api.warm_start import WarmStartSpec, WarmStartStatus
 
 
 class ObjectiveType(str, Enum):
@@ -211,6 +212,7 @@ class ExperimentSpec(ApiModel):
     max_trial_seconds: Annotated[int, Field(ge=1)] | None = None
     max_experiment_seconds: Annotated[int, Field(ge=1)] | None = None
     max_gpu_hours: Annotated[float, Field(gt=0)] | None = None
+    warm_start: WarmStartSpec | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ExperimentSpec":
@@ -300,6 +302,7 @@ class ExperimentStatus(ApiModel):
     start_time: datetime | None = None
     completion_time: datetime | None = None
     budget: BudgetUsage = Field(default_factory=BudgetUsage)
+    warm_start: WarmStartStatus | None = None
 
 
 class ObjectMeta(ApiModel):

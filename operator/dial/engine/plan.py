@@ -15,6 +15,7 @@ from dial.api.experiment import BestTrial, Condition, Experiment, ExperimentPhas
 from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, trial_name
 from dial.engine import budget, front, reasons
+from dial.engine.warm_start import prior_records
 from dial.search import SearchSpace, TrialRecord, make_strategy, propose_active
 from dial.stopping import make_rule
 
@@ -170,7 +171,8 @@ def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[Tr
     space = SearchSpace.from_parameters(spec.parameters)
     strategy = make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
                              n_objectives=len(spec.objective.targets))
-    past = history(experiment, trials)
+    # Earlier experiments' trials seed the strategy; they are not this experiment's trials.
+    past = prior_records(experiment) + history(experiment, trials)
     start = max((t.spec.index for t in trials), default=-1) + 1
     return [TrialProposal(start + i, trial_name(experiment.name, start + i), a)
             for i, a in enumerate(propose_active(strategy, past, n))]
@@ -187,6 +189,7 @@ def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts
         trials_done=counts.done,
         progress=f"{counts.done}/{spec.max_trial_count}",
         start_time=previous.start_time or now,
+        warm_start=previous.warm_start,
     )
     if best is not None:
         status.best_trial = BestTrial(name=best.name, parameters=dict(best.spec.parameter_assignments),

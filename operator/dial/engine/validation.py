@@ -122,6 +122,14 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
         except ValueError as exc:
             errors.append(SpecError("spec.earlyStopping.name", str(exc)))
     errors += _template_errors(experiment)
+    for i, name in enumerate(spec.warm_start.experiments if spec.warm_start is not None else []):
+        if name == experiment.name:
+            errors.append(SpecError(f"spec.warmStart.experiments[{i}]", "an experiment cannot warm start from itself"))
+    if spec.warm_start is not None and len(spec.objective.targets) > 1:
+        errors.append(SpecError("spec.warmStart", "warm start takes single-objective experiments only"))
+    if spec.warm_start is not None and spec.algorithm.name == "hyperband":
+        errors.append(SpecError("spec.warmStart", "hyperband's brackets are made of this experiment's own trials; "
+                                                  "it cannot be warm started"))
     return errors
 
 

@@ -79,6 +79,9 @@ def trial_body(trial: Trial, experiment: dict[str, Any]) -> dict[str, Any]:
 def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
     """What the Kubernetes backend needs beyond `validate_experiment`."""
     spec = experiment.spec
+    if spec.warm_start is not None and spec.warm_start.results_files:
+        return [SpecError("spec.warmStart.resultsFiles", "results files are read by `dial run` only; on Kubernetes "
+                                                         "name the earlier Experiments in spec.warmStart.experiments")]
     try:
         container = primary_container(spec.trial_template.job_spec, spec.trial_template.primary_container_name)
     except KeyError:

@@ -22,6 +22,7 @@ from dial.engine.plan import Plan, StopOrder, TrialProposal
 from dial.engine.trials import mark_running
 from dial.engine.template import primary_container
 from dial.engine.validation import ExperimentError, parse_experiment
+from dial.engine.warm_start import snapshot as warm_start_snapshot
 from dial.kube.client import Kube
 from dial.kube.jobs import TRIAL_LABEL, CollectorSettings, kube_spec_errors, trial_body, trial_job
 from dial.kube.outcomes import RunState, job_outcome, training_ended
@@ -94,6 +95,8 @@ class Reconciler:
         if errors or experiment is None:
             self._reject(raw, world, errors, now)
             return
+        if experiment.spec.warm_start is not None and experiment.status.warm_start is None:
+            self._snapshot_warm_start(raw, experiment)
         trials = self._sync_trials(experiment, world, now)
         current = self.plan(experiment, trials, now=now)
         self._stop(raw, world, current.stop, self._primary_name(experiment))
@@ -112,6 +115,24 @@ class Reconciler:
             if trial:
                 pods.setdefault(trial, []).append(pod)
         return World(jobs=jobs, pods=pods, trials=self.kube.list_trials(namespace, name))
+
+    def _snapshot_warm_start(self, raw: dict[str, Any], experiment: Experiment) -> None:
+        """Read the earlier experiments' Trials once and store them in the status before any trial
+        is planned: later reconciles (and restarts) plan from that snapshot, never from a re-read."""
+        namespace = raw["metadata"]["namespace"]
+        sources: list[tuple[str, list[Trial] | None]] = []
+        for name in experiment.spec.warm_start.experiments:  # type: ignore[union-attr]
+            if self.kube.get_experiment(namespace, name) is None:
+                sources.append((name, None))
+                continue
+            sources.append((name, [Trial.model_validate({**t, "status": t.get("status") or {}})
+                                   for t in self.kube.list_trials(namespace, name)]))
+        snap = warm_start_snapshot(experiment, sources)
+        self.kube.patch_experiment_status(namespace, experiment.name, {"warmStart": snap.to_wire()})
+        experiment.status.warm_start = snap
+        self.kube.post_event(raw, "WarmStarted", f"{len(snap.trials)} earlier trials seed the search: "
+                                                 + "; ".join(snap.notes))
+        log.info("%s/%s: warm start: %s", namespace, experiment.name, "; ".join(snap.notes))
 
     # -- trial phases follow their Jobs
     def _sync_trials(self, experiment: Experiment, world: World, now: datetime) -> list[Trial]:
