@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from dial.api.base import API_GROUP, API_VERSION, ApiModel
 from dial.api.space import ParameterSpec, ParameterValue
 from dial.api.warm_start import WarmStartSpec, WarmStartStatus
+from dial.api.zoom import ZoomSpec, ZoomStatus
 
 
 class ObjectiveType(str, Enum):
@@ -125,6 +126,7 @@ class AlgorithmSpec(ApiModel):
 
     name: Annotated[str, Field(min_length=1)]
     settings: dict[str, Any] = Field(default_factory=dict)
+    zoom: ZoomSpec | None = None
 
 
 class EarlyStoppingSpec(ApiModel):
@@ -303,6 +305,7 @@ class ExperimentStatus(ApiModel):
     completion_time: datetime | None = None
     budget: BudgetUsage = Field(default_factory=BudgetUsage)
     warm_start: WarmStartStatus | None = None
+    zoom: ZoomStatus | None = None
 
 
 class ObjectMeta(ApiModel):

@@ -16,6 +16,8 @@ from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, trial_name
 from dial.engine import budget, front, reasons
 from dial.engine.warm_start import prior_records
+from dial.api.zoom import ZoomedRange, ZoomStatus
+from dial.search.zoom import zoomed
 from dial.search import SearchSpace, TrialRecord, make_strategy, propose_active
 from dial.stopping import make_rule
 
@@ -166,13 +168,38 @@ def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequenc
     return orders
 
 
-def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[TrialProposal]:
+def search_state(experiment: Experiment, trials: Sequence[Trial]) -> tuple[SearchSpace, list[TrialRecord], ZoomStatus | None]:
+    """The space the strategy searches now and the history it sees there (warm-start priors first)."""
     spec = experiment.spec
     space = SearchSpace.from_parameters(spec.parameters)
-    strategy = make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
-                             n_objectives=len(spec.objective.targets))
     # Earlier experiments' trials seed the strategy; they are not this experiment's trials.
     past = prior_records(experiment) + history(experiment, trials)
+    settings = spec.algorithm.zoom
+    if settings is None:
+        return space, past, None
+    narrowed, level, centre = zoomed(space, past, after_trials=settings.after_trials, factor=settings.factor,
+                                     max_zooms=settings.max_zooms)
+    if centre is None:
+        return space, past, None
+    status = ZoomStatus(level=level, center=_record_name(experiment, centre),
+                        parameters=[ZoomedRange(name=d.name, min=d.low, max=d.high)
+                                    for d in narrowed.dimensions if not d.is_choice])
+    # Trials outside the narrowed ranges would sit on its edges in a model's unit cube: left out.
+    return narrowed, [r for r in past if narrowed.contains(r.assignment)], status
+
+
+def _record_name(experiment: Experiment, record: TrialRecord) -> str:
+    if record.index >= 0:
+        return trial_name(experiment.name, record.index)
+    snap = experiment.status.warm_start
+    return snap.trials[len(snap.trials) + record.index].source if snap is not None else str(record.index)
+
+
+def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[TrialProposal]:
+    spec = experiment.spec
+    space, past, _ = search_state(experiment, trials)
+    strategy = make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
+                             n_objectives=len(spec.objective.targets))
     start = max((t.spec.index for t in trials), default=-1) + 1
     return [TrialProposal(start + i, trial_name(experiment.name, start + i), a)
             for i, a in enumerate(propose_active(strategy, past, n))]
@@ -190,6 +217,7 @@ def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts
         progress=f"{counts.done}/{spec.max_trial_count}",
         start_time=previous.start_time or now,
         warm_start=previous.warm_start,
+        zoom=search_state(experiment, trials)[2] if spec.algorithm.zoom is not None else None,
     )
     if best is not None:
         status.best_trial = BestTrial(name=best.name, parameters=dict(best.spec.parameter_assignments),
