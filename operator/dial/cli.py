@@ -81,15 +81,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_crds(args: argparse.Namespace) -> int:
     from dial.api.crds import render_crds, write_crds
 
+    # By default both copies: the chart ships its own, and a stale one would install old schemas.
+    directories = args.directory or [d for d in (Path("crds"), Path("charts/dial/crds")) if d == Path("crds") or d.is_dir()]
     if args.check:
-        stale = [name for name, text in render_crds().items()
-                 if not (args.directory / name).exists() or (args.directory / name).read_text() != text]
+        rendered = render_crds()
+        stale = [str(d / name) for d in directories for name, text in rendered.items()
+                 if not (d / name).exists() or (d / name).read_text() != text]
         if stale:
-            print(f"stale CRDs in {args.directory}: {', '.join(stale)}; run `dial crds`", file=sys.stderr)
+            print(f"stale CRDs: {', '.join(stale)}; run `dial crds`", file=sys.stderr)
             return EXIT_FAILED
         return 0
-    for path in write_crds(args.directory):
-        print(f"wrote {path}")
+    for directory in directories:
+        for path in write_crds(directory):
+            print(f"wrote {path}")
     return 0
 
 
@@ -206,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-live", dest="live", action="store_false", help="print one line per event")
     run.set_defaults(handler=cmd_run)
 
-    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
-    crds.add_argument("directory", type=Path, nargs="?", default=Path("crds"))
-    crds.add_argument("--check", action="store_true", help="exit 1 when the directory is stale")
+    crds = sub.add_parser("crds", help="write the CRDs generated from the API models (crds/ and the chart's copy)")
+    crds.add_argument("directory", type=Path, nargs="*",
+                      help="where to write them (default: crds/ and charts/dial/crds/ when it exists)")
+    crds.add_argument("--check", action="store_true", help="exit 1 when a directory is stale")
     crds.set_defaults(handler=cmd_crds)
 
     validate = sub.add_parser("validate", help="check an experiment file without running it")

@@ -38,7 +38,7 @@ def flag(args: list[str], name: str) -> str | None:
 def test_chart_crds_are_identical_to_the_generated_ones():
     ours = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
     generated = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
-    assert ours == generated, "charts/dial/crds differs from crds/: copy crds/*.yaml into charts/dial/crds/"
+    assert ours == generated, "charts/dial/crds differs from crds/: run `dial crds`"
 
 
 def test_helm_lint_is_clean(helm):
