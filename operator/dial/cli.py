@@ -147,7 +147,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     collector = CollectorSettings(image=args.collector_image, service_account=args.collector_service_account)
     run_operator(namespaces=args.namespaces, all_namespaces=args.all_namespaces, collector=collector,
                  resync_seconds=args.resync_seconds, liveness_endpoint=args.liveness, verbose=args.verbose,
-                 metrics_port=args.metrics_port)
+                 metrics_port=args.metrics_port, workers=args.workers)
     return 0
 
 
@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="reconcile every experiment this often even without events (default: %(default)s)")
     operator.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
                           help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics")
+    operator.add_argument("--workers", type=int, default=16,
+                          help="reconciles run at once, each for a different experiment (default: %(default)s)")
     operator.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     operator.set_defaults(handler=cmd_operator)
 

@@ -1,20 +1,73 @@
-"""The operator's kopf settings: Dial posts its own events and reconciles in many handler threads."""
+"""The operator's kopf settings and event handlers: Dial posts its own events; handlers only queue reconciles."""
 
 from __future__ import annotations
+
+import asyncio
 
 import kopf
 
 from dial.kube import handlers
+from dial.kube.relevance import ChangeFilter, job_fingerprint, pod_fingerprint, experiment_fingerprint
 
 
-def test_startup_widens_the_handler_thread_pool_and_starts_the_resync() -> None:
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.added: list[tuple[str, str]] = []
+        self.started = self.closed = False
+
+    def add(self, key: tuple[str, str]) -> None:
+        self.added.append(key)
+
+    def start(self) -> None:
+        self.started = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _memo() -> kopf.Memo:
+    filters = {"experiments": ChangeFilter(experiment_fingerprint), "jobs": ChangeFilter(job_fingerprint),
+               "pods": ChangeFilter(pod_fingerprint)}
+    return kopf.Memo(resync_seconds=3600.0, namespaces=[], kube=None, queue=RecordingQueue(), filters=filters)
+
+
+def test_startup_starts_the_queue_and_the_resync_and_cleanup_stops_them() -> None:
     settings = kopf.OperatorSettings()
-    memo = kopf.Memo(resync_seconds=3600.0, namespaces=[], kube=None, runner=None)
+    memo = _memo()
     handlers.configure(settings=settings, memo=memo)
-    try:
-        # reconciles block their thread on API calls: kopf's default (CPUs + 4) queued events on 2 cores
-        assert settings.execution.max_workers == handlers.EXECUTOR_THREADS >= 16
-        assert settings.posting.enabled is False
-        assert not memo.resync_stop.is_set()
-    finally:
-        memo.resync_stop.set()
+    assert settings.posting.enabled is False
+    assert memo.queue.started and not memo.resync_stop.is_set()
+    handlers.shutdown(memo=memo)
+    assert memo.queue.closed and memo.resync_stop.is_set()
+
+
+def test_pod_status_noise_queues_nothing_and_a_container_ending_queues_its_experiment() -> None:
+    memo = _memo()
+    labels = {"dial.dev/experiment": "peaks"}
+
+    def pod(rv: str, state: dict, **status) -> dict:
+        return {"metadata": {"uid": "u1", "resourceVersion": rv},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "training", "state": state}], **status}}
+
+    def event(body: dict) -> None:
+        asyncio.run(handlers.pod_changed(type="MODIFIED", body=body, namespace="ns", labels=labels, memo=memo))
+
+    running = {"running": {"startedAt": "2026-11-25T00:00:00Z"}}
+    event(pod("1", running))
+    event(pod("2", running, podIP="10.0.0.7"))  # an IP, a condition, a probe: nothing the reconcile reads
+    event(pod("3", {"terminated": {"exitCode": 0, "reason": "Completed"}}))
+    assert memo.queue.added == [("ns", "peaks"), ("ns", "peaks")]
+
+
+def test_an_experiment_status_echo_is_dropped_but_a_spec_edit_and_a_deletion_are_not() -> None:
+    memo = _memo()
+
+    def event(kind: str, generation: int, status: dict) -> None:
+        body = {"metadata": {"uid": "e1", "generation": generation}, "status": status}
+        asyncio.run(handlers.experiment_changed(type=kind, body=body, namespace="ns", name="peaks", memo=memo))
+
+    event("ADDED", 1, {})
+    event("MODIFIED", 1, {"phase": "Running"})  # the operator's own status write
+    event("MODIFIED", 2, {"phase": "Running"})  # maxTrialCount raised
+    event("DELETED", 2, {"phase": "Running"})   # its Prometheus series are dropped by the reconcile
+    assert memo.queue.added == [("ns", "peaks")] * 3

@@ -1,9 +1,12 @@
-"""kopf handlers: any change to an Experiment, or to a Trial, Job or pod of one, reconciles that Experiment.
+"""kopf handlers: any relevant change to an Experiment, or to a Trial, Job or pod of one, queues a reconcile of that Experiment.
 
-The handlers only say which experiment to look at; `Reconciler` reads everything fresh, so a
-missed, repeated or reordered event changes nothing but timing. A periodic resync (started
-here, not a kopf timer: timers put finalizers on the Experiments) is the safety net for events
-lost while the operator was down or a watch was reconnecting.
+The handlers only say which experiment to look at, and return at once: the reconciles run on the
+operator's own work queue (`dial.kube.workqueue`), where a burst of events for one experiment
+coalesces into one reconcile. Events that change nothing the reconciler reads are dropped first
+(`dial.kube.relevance`). `Reconciler` reads everything fresh, so a missed, repeated or reordered
+event changes nothing but timing. A periodic resync (started here, not a kopf timer: timers put
+finalizers on the Experiments) is the safety net for events lost while the operator was down or a
+watch was reconnecting.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from dial.kube.jobs import EXPERIMENT_LABEL
 
 log = logging.getLogger("dial.operator")
 OWNED = {EXPERIMENT_LABEL: kopf.PRESENT}
-EXECUTOR_THREADS = 32
 
 
 @kopf.on.startup()
@@ -27,9 +29,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.enabled = False  # Dial posts its own events, about decisions, on the Experiment
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    # Handlers block their thread for a whole reconcile (API calls, mostly waiting): with kopf's default
-    # pool (CPUs + 4 threads) a burst of events for many experiments queues behind a few slow reconciles.
-    settings.execution.max_workers = EXECUTOR_THREADS
+    memo.queue.start()
     stop = threading.Event()
     memo.resync_stop = stop
     thread = threading.Thread(target=_resync_loop, args=(memo, stop), name="dial-resync", daemon=True)
@@ -39,20 +39,36 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.cleanup()
 def shutdown(memo: kopf.Memo, **_: Any) -> None:
     memo.resync_stop.set()
-    memo.runner.close()
+    memo.queue.close()
 
 
+# async: enqueuing never blocks, so the handlers run on kopf's event loop instead of its thread pool.
 @kopf.on.event(API_GROUP, API_VERSION, "experiments")
-def experiment_changed(type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    if type != "DELETED":
-        memo.runner.request((namespace, name))
+async def experiment_changed(type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
+                             **_: Any) -> None:
+    # DELETED too: the reconcile finds it gone and drops its Prometheus series.
+    if memo.filters["experiments"].changed(type, body):
+        memo.queue.add((namespace, name))
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "trials", labels=OWNED)
+async def trial_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+    # Every Trial event counts: observations of running trials feed stop rules and strategies.
+    memo.queue.add((namespace, labels[EXPERIMENT_LABEL]))
+
+
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+async def job_changed(type: str | None, body: kopf.Body, namespace: str, labels: dict[str, str],
+                      memo: kopf.Memo, **_: Any) -> None:
+    if memo.filters["jobs"].changed(type, body):
+        memo.queue.add((namespace, labels[EXPERIMENT_LABEL]))
+
+
 @kopf.on.event("v1", "pods", labels=OWNED)
-def dependent_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
-    memo.runner.request((namespace, labels[EXPERIMENT_LABEL]))
+async def pod_changed(type: str | None, body: kopf.Body, namespace: str, labels: dict[str, str],
+                      memo: kopf.Memo, **_: Any) -> None:
+    if memo.filters["pods"].changed(type, body):
+        memo.queue.add((namespace, labels[EXPERIMENT_LABEL]))
 
 
 def _resync_loop(memo: kopf.Memo, stop: threading.Event) -> None:
@@ -65,4 +81,4 @@ def _resync_loop(memo: kopf.Memo, stop: threading.Event) -> None:
                 continue
             for experiment in experiments:
                 metadata = experiment["metadata"]
-                memo.runner.request((metadata["namespace"], metadata["name"]))
+                memo.queue.add((metadata["namespace"], metadata["name"]))
