@@ -28,7 +28,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
@@ -36,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from cluster_fixture import CLUSTER, Cluster, _state  # noqa: E402
 from dial.kube.rbac import collector_rbac, operator_cluster_role, render  # noqa: E402
-from operator_fixtures import example_manifest  # noqa: E402
+from operator_fixtures import example_manifest, service_account_kubeconfig  # noqa: E402
 
 TARGETS = {"first_job_p95_s": 1.0, "slot_to_job_p95_s": 1.0, "operator_writes_per_trial": 10, "peak_rss_mb": 300}
 WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE")
@@ -124,17 +123,11 @@ def delta(before: dict, after: dict, name: str, **want: str) -> float:
 
 def identity(cluster: Cluster, namespace: str, tag: str) -> Path:
     """The operator's own ServiceAccount (its ClusterRole) and FlowSchemas that count each identity's requests."""
-    role = operator_cluster_role(f"dial-operator-{tag}")
-    objects = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "dial-operator", "namespace": namespace}},
-        role,
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": role["metadata"]["name"]},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
-         "subjects": [{"kind": "ServiceAccount", "name": "dial-operator", "namespace": namespace}]},
-    ]
+    kubeconfig = service_account_kubeconfig(cluster, namespace, "dial-operator",
+                                            operator_cluster_role(f"dial-operator-{tag}"))
     # The operator's writes match the first schema (lower precedence number wins), the rest of its requests
     # the second; the collectors' requests the third.
+    objects = []
     for schema, who, precedence, verbs in (("dial-operator-writes", "dial-operator", 99, WRITE_K8S_VERBS),
                                            ("dial-operator", "dial-operator", 100, ["*"]),
                                            ("dial-collector", "dial-collector", 100, ["*"])):
@@ -150,13 +143,7 @@ def identity(cluster: Cluster, namespace: str, tag: str) -> Path:
                                 **({"nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}
                                    if verbs == ["*"] else {})}]}})
     cluster.apply(render(objects))
-    token = cluster.kubectl("create", "token", "dial-operator", "-n", namespace, "--duration=2h").stdout.strip()
-    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    config["users"] = [{"name": "dial-operator", "user": {"token": token}}]
-    config["contexts"][0]["context"]["user"] = "dial-operator"
-    path = Path(cluster.dir) / f"operator-{tag}.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return kubeconfig
 
 
 def proc_usage(pid: int) -> tuple[float, float]:
@@ -177,10 +164,11 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def run(n_experiments: int, n_trials: int, parallel: int, timeout: float) -> dict[str, Any]:
+def run(n_experiments: int, n_trials: int, parallel: int, timeout: float, workers: int) -> dict[str, Any]:
     if subprocess.run([sys.executable, CLUSTER, "up"], capture_output=True, text=True).returncode != 0:
         raise SystemExit("hack/cluster up failed")
     cluster = Cluster(_state())
+    cluster.apply_crds(str(REPO / "crds"))
     tag = uuid.uuid4().hex[:6]
     namespace = f"scale-{tag}"
     cluster.kubectl("create", "namespace", namespace)
@@ -190,7 +178,7 @@ def run(n_experiments: int, n_trials: int, parallel: int, timeout: float) -> dic
     metrics_port = 19000 + int(tag, 16) % 1000
     log = open(Path(cluster.dir) / f"operator-{tag}.log", "wb")
     operator = subprocess.Popen([sys.executable, "-m", "dial.cli", "operator", "-n", namespace,
-                                 "--metrics-port", str(metrics_port)],
+                                 "--metrics-port", str(metrics_port), "--workers", str(workers)],
                                 env={**os.environ, "KUBECONFIG": str(kubeconfig)}, cwd=REPO, stdout=log,
                                 stderr=subprocess.STDOUT)
     watch = TwinWatch(cluster, namespace)
@@ -249,6 +237,7 @@ def run(n_experiments: int, n_trials: int, parallel: int, timeout: float) -> dic
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "load_average_before": os.getloadavg(), "workers": workers,
         "experiments": n_experiments, "trials_per_experiment": n_trials, "parallel_per_experiment": parallel,
         "max_running": n_experiments * parallel, "trials_created": n_done, "wall_seconds": round(wall, 1),
         "phases": dict(Counter(e["status"]["phase"] for e in experiments)),
@@ -314,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--parallel", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--workers", type=int, default=16, help="the operator's reconcile workers")
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON too")
     args = parser.parse_args(argv)
-    result = run(args.experiments, args.trials, args.parallel, args.timeout)
+    result = run(args.experiments, args.trials, args.parallel, args.timeout, args.workers)
     print(f"{result['date']}, {result['machine']}")
     print(table(result))
     if args.json:

@@ -25,8 +25,10 @@ GROUP, VERSION = "dial.dev", "v1alpha1"
 class OperatorProcess:
     """`python -m dial.cli operator -n NS`, restartable, its log kept for failure messages."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, *, resync_seconds: float = 5.0):
+    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, *, resync_seconds: float = 5.0,
+                 more_namespaces: tuple[str, ...] = ()):
         self.kubeconfig, self.namespace, self.log_path = kubeconfig, namespace, log_path
+        self.more_namespaces = more_namespaces
         self.resync_seconds = resync_seconds
         self.proc: subprocess.Popen | None = None
         self.n_starts = 0
@@ -38,7 +40,7 @@ class OperatorProcess:
         log.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dial.cli", "operator", "-n", self.namespace,
-             "--resync-seconds", str(self.resync_seconds)],
+             *(arg for ns in self.more_namespaces for arg in ("-n", ns)), "--resync-seconds", str(self.resync_seconds)],
             env={**os.environ, "KUBECONFIG": self.kubeconfig}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
@@ -175,3 +177,24 @@ def phases(items: list[dict[str, Any]]) -> list[str | None]:
 
 def dump(items: Any) -> str:
     return json.dumps(copy.deepcopy(items), indent=1, default=str)[:6000]
+
+
+def service_account_kubeconfig(cluster, namespace: str, name: str, cluster_role: dict[str, Any]) -> Path:
+    """A kubeconfig for ServiceAccount `name` in `namespace`, bound to `cluster_role`: a client that is not
+    the admin (whose group is exempt from API priority and fairness) and whose requests a FlowSchema can match."""
+    binding = f"{cluster_role['metadata']['name']}-{namespace}"
+    cluster.apply(render([
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+        cluster_role,
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": binding},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": cluster_role["metadata"]["name"]},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+    ]))
+    token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config["users"] = [{"name": name, "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = name
+    path = Path(cluster.dir) / f"{name}-{namespace}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
