@@ -72,8 +72,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\n{experiment.name}: {status.phase.value} ({status.conditions[0].reason}: {status.conditions[0].message})")
     if status.best_trial is not None:
         params = ", ".join(f"{k}={v}" for k, v in status.best_trial.parameters.items())
-        print(f"best trial {status.best_trial.name}: {experiment.spec.objective.metric_name}="
+        print(f"best trial {status.best_trial.name}: {experiment.spec.objective.primary.metric_name}="
               f"{status.best_trial.objective:.6g} with {params}")
+    if status.pareto_front is not None:
+        shown = "" if len(status.pareto_front) == status.pareto_front_size else f", {len(status.pareto_front)} shown"
+        print(f"Pareto front ({status.pareto_front_size} trials{shown}):")
+        primary = experiment.spec.objective.primary
+        for entry in sorted(status.pareto_front, key=lambda e: primary.loss(e.objectives[primary.metric_name])):
+            values = " ".join(f"{k}={v:.6g}" for k, v in entry.objectives.items())
+            params = ", ".join(f"{k}={v}" for k, v in entry.parameters.items())
+            print(f"  {entry.name}: {values} with {params}")
     print(f"results: {output}/results.json and {output}/trials.csv")
     return 0 if status.phase is ExperimentPhase.succeeded else EXIT_FAILED
 

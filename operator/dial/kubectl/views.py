@@ -14,12 +14,14 @@ from rich.text import Text
 from dial.api.experiment import Experiment
 from dial.api.trial import Trial, TrialPhase
 from dial.engine.budget import usage
+from dial.engine.front import front_trials
 from dial.engine.plan import best_trial, count
 from dial.kubectl.cluster import budget_used
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24
 N_TOP = 5
+N_FRONT = 10
 PROGRESS_BAR_WIDTH = 20
 PHASE_STYLE = {
     TrialPhase.pending: "dim", TrialPhase.running: "cyan", TrialPhase.succeeded: "green",
@@ -75,6 +77,8 @@ def experiments_table(experiments: Sequence[Experiment], now: datetime, *, show_
     for e in experiments:
         status = e.status
         best = f"{status.best_objective:.6g}" if status.best_objective is not None else ""
+        if e.spec.objective.is_multi and status.pareto_front_size is not None:
+            best = f"front of {status.pareto_front_size}"
         created = e.metadata.model_extra.get("creationTimestamp") if e.metadata.model_extra else None
         row = [e.name, status.phase.value, status.progress, str(status.trials.running), best, e.spec.algorithm.name,
                age((now - _parse_time(created)).total_seconds()) if created else ""]
@@ -92,15 +96,18 @@ def status_view(experiment: Experiment, trials: Sequence[Trial], now: datetime) 
                                f" ({experiment.metadata.namespace or 'default'})  ", (status.phase.value, "bold")))
     if condition:
         parts.append(Text(f"{condition.reason}: {condition.message}"))
-    parts.append(Text(f"objective: {objective.type.value} {objective.metric_name}"
+    targets = ", ".join(f"{t.type.value} {t.metric_name}" for t in objective.targets)
+    parts.append(Text(f"objective{'s' if objective.is_multi else ''}: {targets}"
                       + (f" (goal {objective.goal:g})" if objective.goal is not None else "")
                       + f" · algorithm {spec.algorithm.name}"
                       + (f" · early stopping {spec.early_stopping.name}" if spec.early_stopping else "")
                       + (" · suspended" if spec.suspend else "")))
     parts.append(Text(_progress_line(experiment, trials)))
     parts.append(Text(_budget_line(experiment, trials, now)))
-    best = best_trial(experiment, trials)
-    if best is not None:
+    if objective.is_multi:
+        parts += _front_parts(experiment, trials, now)
+        best = None
+    elif (best := best_trial(experiment, trials)) is not None:
         parts.append(Text(f"best: {best.name} {objective.metric_name}={best.status.objective:.6g} with "
                           + ", ".join(f"{k}={_fmt(v)}" for k, v in best.spec.parameter_assignments.items()),
                           style="green"))
@@ -113,7 +120,7 @@ def status_view(experiment: Experiment, trials: Sequence[Trial], now: datetime) 
     scored = [t for t in trials if t.phase.is_terminal and t.status.objective is not None
               and math.isfinite(t.status.objective)]
     top = sorted(scored, key=lambda t: objective.loss(t.status.objective))[:N_TOP]  # type: ignore[arg-type]
-    if top:
+    if top and not objective.is_multi:
         parts.append(Text(""))
         parts.append(_trials_table(f"top {len(top)} of {len(scored)} finished trials", experiment, top, now,
                                    best=best.name if best else None))
@@ -122,6 +129,20 @@ def status_view(experiment: Experiment, trials: Sequence[Trial], now: datetime) 
         parts.append(Text(""))
         parts.append(_trials_table(f"{len(running)} running", experiment, running, now, curves=True))
     return Group(*parts)
+
+
+def _front_parts(experiment: Experiment, trials: Sequence[Trial], now: datetime) -> list[RenderableType]:
+    """The Pareto front of a multi-objective experiment: from the trials, else from the status."""
+    status = experiment.status
+    on_front = front_trials(experiment, trials)
+    if on_front:
+        shown = sorted(on_front, key=lambda t: experiment.spec.objective.loss(t.status.objective))[:N_FRONT]  # type: ignore[arg-type]
+        title = f"Pareto front: {len(on_front)} trials" + (f" (first {N_FRONT} shown)" if len(on_front) > N_FRONT else "")
+        return [Text(""), _trials_table(title, experiment, shown, now)]
+    if status.pareto_front:
+        return [Text(f"Pareto front: {status.pareto_front_size} trials: "
+                     + ", ".join(e.name for e in status.pareto_front), style="green")]
+    return [Text("Pareto front: none yet", style="dim")]
 
 
 def _progress_line(experiment: Experiment, trials: Sequence[Trial]) -> str:
@@ -161,13 +182,15 @@ def _budget_line(experiment: Experiment, trials: Sequence[Trial], now: datetime)
 def _trials_table(title: str, experiment: Experiment, trials: Sequence[Trial], now: datetime, *,
                   best: str | None = None, curves: bool = False) -> Table:
     spec = experiment.spec
-    metric = spec.objective.metric_name
+    metric = spec.objective.primary.metric_name
+    objective_names = [t.metric_name for t in spec.objective.targets]
     table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
     table.add_column("TRIAL")
     table.add_column("PHASE")
     for p in spec.parameters:
         table.add_column(p.name, justify="right")
-    table.add_column(metric, justify="right")
+    for name in ([metric] if curves else objective_names):
+        table.add_column(name, justify="right")
     if curves:
         table.add_column("STEPS", justify="right")
         table.add_column("CURVE")
@@ -183,7 +206,9 @@ def _trials_table(title: str, experiment: Experiment, trials: Sequence[Trial], n
                       sparkline([p.value for p in observation.curve]) if observation else ""]
         else:
             duration = (s.completion_time or now) - s.start_time if s.start_time else None
-            cells += [_fmt(s.objective), age(duration.total_seconds()) if duration is not None else ""]
+            values = s.objectives or {metric: s.objective}
+            cells += [*[_fmt(values.get(name)) for name in objective_names],
+                      age(duration.total_seconds()) if duration is not None else ""]
         table.add_row(*cells, style="bold green" if t.name == best else PHASE_STYLE[t.phase])
     return table
 

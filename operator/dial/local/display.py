@@ -28,8 +28,10 @@ def _fmt(value: object) -> str:
 def trial_table(experiment: Experiment, trials: Sequence[Trial]) -> Table:
     spec, status = experiment.spec, experiment.status
     best = status.best_trial
+    front = {e.name for e in status.pareto_front or []}
     title = (f"{experiment.name}: {status.phase.value}  {status.progress} done, {status.trials.running} running"
-             + (f"  best {spec.objective.metric_name}={best.objective:.6g} ({best.name})" if best else ""))
+             + (f"  best {spec.objective.primary.metric_name}={best.objective:.6g} ({best.name})" if best else "")
+             + (f"  Pareto front: {status.pareto_front_size} trials (bold)" if status.pareto_front_size else ""))
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("trial")
     table.add_column("phase")
@@ -42,8 +44,8 @@ def trial_table(experiment: Experiment, trials: Sequence[Trial]) -> Table:
     shown = [t for t in trials if not t.phase.is_terminal]
     shown += [t for t in reversed(trials) if t.phase.is_terminal][: max(MAX_ROWS - len(shown), 0)]
     for t in sorted(shown, key=lambda t: t.spec.index):
-        obj = t.status.observation(spec.objective.metric_name)
-        style = "bold green" if best and best.name == t.name else _PHASE_STYLE[t.phase]
+        obj = t.status.observation(spec.objective.primary.metric_name)
+        style = "bold green" if (best and best.name == t.name) or t.name in front else _PHASE_STYLE[t.phase]
         table.add_row(
             t.name, t.phase.value,
             *[_fmt(t.spec.parameter_assignments.get(p.name)) for p in spec.parameters],

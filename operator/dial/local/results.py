@@ -11,6 +11,7 @@ from typing import Sequence
 
 from dial.api.experiment import Experiment
 from dial.api.trial import Trial
+from dial.engine.front import front_trials
 
 RESULTS_FILE = "results.json"
 CSV_FILE = "trials.csv"
@@ -32,17 +33,24 @@ def _csv_text(experiment: Experiment, trials: Sequence[Trial]) -> str:
     import io
 
     names = [p.name for p in experiment.spec.parameters]
-    metrics = experiment.spec.objective.metric_names
+    objective = experiment.spec.objective
+    metrics = objective.metric_names
+    # Multi-objective runs add each objective's value and whether the trial is on the Pareto front.
+    objectives = [t.metric_name for t in objective.targets] if objective.is_multi else []
+    front = {t.name for t in front_trials(experiment, trials)} if objective.is_multi else set()
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["trial", "index", "phase", "reason", "objective", *names,
+    writer.writerow(["trial", "index", "phase", "reason", "objective", *[f"objective_{m}" for m in objectives],
+                     *(["pareto_front"] if objectives else []), *names,
                      *[f"{m}_latest" for m in metrics], "seconds", "exit_code"])
     for t in trials:
         s = t.status
         seconds = (s.completion_time - s.start_time).total_seconds() if s.completion_time and s.start_time else ""
         latest = [(o.latest if (o := s.observation(m)) else "") for m in metrics]
+        values = [(s.objectives or {}).get(m, "") for m in objectives]
+        on_front = [str(t.name in front).lower()] if objectives else []
         writer.writerow([t.name, t.spec.index, s.phase.value, s.reason or "", "" if s.objective is None else s.objective,
-                         *[t.spec.parameter_assignments.get(n, "") for n in names], *latest, seconds,
+                         *values, *on_front, *[t.spec.parameter_assignments.get(n, "") for n in names], *latest, seconds,
                          "" if s.exit_code is None else s.exit_code])
     return out.getvalue()
 

@@ -150,7 +150,8 @@ class LocalRunner:
                            failure_reason=failure)
             del self.running[name]
             s = local.trial.status
-            objective = f" {self.experiment.spec.objective.metric_name}={s.objective:.6g}" if s.objective is not None else ""
+            values = s.objectives or ({} if s.objective is None else {self.experiment.spec.objective.primary.metric_name: s.objective})
+            objective = "".join(f" {name}={value:.6g}" for name, value in values.items())
             detail = f" ({s.reason}: {s.message.splitlines()[0] if s.message else ''})" if s.phase is not TrialPhase.succeeded else ""
             self.display.event(f"{s.phase.value.lower()} {name}{objective}{detail}")
 
