@@ -172,3 +172,19 @@ def test_multi_objective_plan_proposes_with_the_default_algorithm() -> None:
     assert [p.index for p in created] == [6, 7, 8]
     assert len({(p.assignment["lr"], p.assignment["layers"]) for p in created}) == 3
     assert created == plan(exp, trials, now=NOW).create
+
+
+def test_kubectl_dial_shows_the_objectives_and_the_front() -> None:
+    from dial.kubectl.views import experiments_table, render_text, status_view
+
+    exp = Experiment.model_validate(multi())
+    trials = [trial_with(exp, 0, {"error": 0.1, "speed": 1.0}), trial_with(exp, 1, {"error": 0.3, "speed": 5.0}),
+              trial_with(exp, 2, {"error": 0.3, "speed": 2.0})]
+    exp.status = plan(exp, trials, now=NOW).status
+    text = render_text(status_view(exp, trials, NOW))
+    assert "objectives: minimize error, maximize speed" in text
+    assert "Pareto front: 2 trials" in text and "best:" not in text
+    front_rows = [line.split() for line in text.splitlines() if line.startswith("exp-000")]
+    assert [row[0] for row in front_rows] == ["exp-0000", "exp-0001"]
+    assert front_rows[1][-3:-1] == ["0.3", "5"]  # error and speed columns, then the duration
+    assert "front of 2" in render_text(experiments_table([exp], NOW))

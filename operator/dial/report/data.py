@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from dial.api.experiment import Experiment
 from dial.api.space import ParameterType, ParameterValue, Scale
 from dial.api.trial import Trial, TrialPhase
+from dial.engine.front import front_trials
 from dial.engine.plan import count
 from dial.report.importance import Importance, parameter_importance
 
@@ -44,6 +45,7 @@ class TrialRow:
     objective: float | None
     start_time: datetime | None
     completion_time: datetime | None
+    objectives: dict[str, float] = field(default_factory=dict)  # multi-objective: every objective's value
 
     @property
     def score(self) -> float:
@@ -84,6 +86,15 @@ class Curve:
 
 
 @dataclass(frozen=True)
+class ParetoPoint:
+    """A succeeded trial with every objective (in spec order), and whether no other trial dominates it."""
+
+    trial: str
+    values: tuple[float, ...]
+    on_front: bool
+
+
+@dataclass(frozen=True)
 class ReportData:
     experiment: str
     namespace: str | None
@@ -105,6 +116,12 @@ class ReportData:
     top_trials: list[TrialRow]
     best: TrialRow | None
     phase_counts: dict[str, int] = field(default_factory=dict)
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, direction); multi-objective only
+    pareto: list[ParetoPoint] = field(default_factory=list)
+
+    @property
+    def pareto_front(self) -> list[ParetoPoint]:
+        return [p for p in self.pareto if p.on_front]
 
     @property
     def scored_trials(self) -> list[TrialRow]:
@@ -134,6 +151,10 @@ def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: 
             best = r
     scored = [r for r in rows if r.objective is not None]
     top = sorted(scored, key=lambda r: objective.loss(r.score))[:N_TOP_TRIALS]
+    pareto = _pareto(experiment, trials)
+    if objective.is_multi:  # the front is the answer: list it (best first objective first) instead of a top ten
+        on_front = {p.trial for p in pareto if p.on_front}
+        top = sorted([r for r in scored if r.name in on_front], key=lambda r: objective.loss(r.score))
     importance = parameter_importance(axes, [(r.parameters, objective.loss(r.score)) for r in scored], seed=seed)
     ranked = [name for name, _ in importance.ranking] or [a.name for a in axes]
     condition = status.conditions[0] if status.conditions else None
@@ -146,8 +167,8 @@ def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: 
         progress=status.progress,
         algorithm=spec.algorithm.name,
         early_stopping=spec.early_stopping.name if spec.early_stopping else None,
-        metric=objective.metric_name,
-        direction=objective.type.value,
+        metric=objective.primary.metric_name,
+        direction=objective.primary.type.value,
         goal=objective.goal,
         parameters=axes,
         trials=rows,
@@ -155,20 +176,34 @@ def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: 
         history_by_time=[p for p in _history([r for r in scored if r.completion_time is not None], objective.is_better,
                                              status.start_time or _earliest_start(rows), key=lambda r: r.completion_time)
                          if p.elapsed_s is not None],
-        curves=[c for t in ordered if (c := _curve(t, objective.metric_name)) is not None],
+        curves=[c for t in ordered if (c := _curve(t, objective.primary.metric_name)) is not None],
         importance=importance,
         slice_parameters=ranked[:N_SLICE_PARAMETERS],
         top_trials=top,
         best=best,
         phase_counts={k: v for k, v in counts.items() if v},
+        objectives=[(t.metric_name, t.type.value) for t in objective.targets] if objective.is_multi else [],
+        pareto=pareto,
     )
+
+
+def _pareto(experiment: Experiment, trials: Sequence[Trial]) -> list[ParetoPoint]:
+    """Every succeeded trial with all objectives, marked on or off the front (as `status.paretoFront`)."""
+    objective = experiment.spec.objective
+    if not objective.is_multi:
+        return []
+    on_front = {t.name for t in front_trials(experiment, trials)}
+    names = [t.metric_name for t in objective.targets]
+    return [ParetoPoint(t.name, tuple(t.status.objectives[n] for n in names), t.name in on_front)  # type: ignore[index]
+            for t in sorted(trials, key=lambda t: t.spec.index)
+            if t.phase is TrialPhase.succeeded and objective.losses(t.status.objectives or {}) is not None]
 
 
 def _row(trial: Trial) -> TrialRow:
     s = trial.status
     value = s.objective if s.objective is not None and math.isfinite(s.objective) else None
     return TrialRow(trial.name, trial.spec.index, s.phase, s.reason, dict(trial.spec.parameter_assignments),
-                    value, s.start_time, s.completion_time)
+                    value, s.start_time, s.completion_time, dict(s.objectives or {}))
 
 
 def _axis(name: str, kind: ParameterType, scale: Scale, values: list[float | str] | None) -> ParameterAxis:

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 from dial.api.trial import TrialPhase
 from dial.report.data import HistoryPoint, ReportData
-from dial.report.palette import BEST_COLOR, CUT_MARKER_COLOR, OBJECTIVE_SCALE, PHASE_COLORS
+from dial.report.palette import (BEST_COLOR, CUT_MARKER_COLOR, DOMINATED_COLOR, FRONT_COLOR, OBJECTIVE_SCALE,
+                                 PHASE_COLORS)
 
 Option = dict[str, Any]
 Point = tuple[str, TrialPhase, "float | str", float]  # trial, phase, x, y
@@ -26,6 +27,9 @@ class ChartSpec:
 def chart_specs(data: ReportData) -> list[ChartSpec]:
     """Every chart the data can fill, in page order; charts without data are left out."""
     specs: list[ChartSpec] = []
+    if data.pareto:
+        (x_name, _), (y_name, _) = data.objectives[:2]
+        specs.append(ChartSpec("pareto", f"Pareto front: {y_name} against {x_name}", _pareto(data), height=420))
     if data.history_by_index:
         specs.append(ChartSpec("history-index", "Optimisation history by trial",
                                _history(data, data.history_by_index, "index", "trial index")))
@@ -78,6 +82,22 @@ def _history(data: ReportData, points: Sequence[HistoryPoint], x_field: str, x_n
         option["series"].append({"name": "goal", "type": "line", "data": [], "itemStyle": {"color": "#888"},
                                  "markLine": {"symbol": "none", "data": [{"yAxis": data.goal}],
                                               "lineStyle": {"type": "dotted", "color": "#888"}}})
+    return option
+
+
+def _pareto(data: ReportData) -> Option:
+    """Succeeded trials on the first two objectives; the front joined as a line (best end of each axis marked)."""
+    (x_name, x_dir), (y_name, y_dir) = data.objectives[:2]
+    option = _base(f"{x_name} ({x_dir})", f"{y_name} ({y_dir})")
+    dominated = [{"name": p.trial, "value": [p.values[0], p.values[1]]} for p in data.pareto if not p.on_front]
+    front = sorted(data.pareto_front, key=lambda p: (p.values[0], p.values[1]))
+    if dominated:
+        option["series"].append({"name": "dominated", "type": "scatter", "symbolSize": 8, "data": dominated,
+                                 "itemStyle": {"color": DOMINATED_COLOR}})
+    option["series"].append({"name": "Pareto front", "type": "line", "symbolSize": 11, "showSymbol": True,
+                             "data": [{"name": p.trial, "value": [p.values[0], p.values[1]]} for p in front],
+                             "lineStyle": {"color": FRONT_COLOR, "width": 1.5, "type": "dashed"},
+                             "itemStyle": {"color": FRONT_COLOR}})
     return option
 
 

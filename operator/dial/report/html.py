@@ -38,7 +38,7 @@ tr.best td { font-weight: 600; background: #f1faf1; }
 <h1>$title</h1>
 <p class="summary">$summary</p>
 $sections
-<h2>Top trials</h2>
+<h2>$table_title</h2>
 $table
 <pre id="report-errors"></pre>
 <script>
@@ -79,6 +79,7 @@ def render_html(data: ReportData) -> str:
         title=html.escape(f"Dial report: {data.experiment}"),
         summary=_summary(data),
         sections="\n".join(_section(s) for s in specs) + _notes(data),
+        table_title="Pareto front" if data.objectives else "Top trials",
         table=top_trials_table(data),
         echarts=_echarts_source(),
         charts=charts_json.replace("</", "<\\/"),  # keep `</script>` in a trial name from ending the script
@@ -100,6 +101,9 @@ def _notes(data: ReportData) -> str:
         notes.append(f"Parameter importance not shown: {data.importance.note}.")
     elif data.importance.ranking:
         notes.append(f"Parameter importance: {data.importance.method}, from {data.importance.n_trials} trials.")
+    if len(data.objectives) > 2:
+        notes.append(f"The Pareto chart shows the first two of {len(data.objectives)} objectives; "
+                     "a trial is on the front by all of them.")
     if not data.curves:
         notes.append(f"No learning curves: no trial reported {data.metric} more than once.")
     return "".join(f'\n<p class="note">{html.escape(n)}</p>' for n in notes)
@@ -109,19 +113,27 @@ def _summary(data: ReportData) -> str:
     parts = [
         f"<b>{html.escape(data.phase)}</b>" + (f" ({html.escape(data.condition)})" if data.condition else ""),
         f"progress <b>{html.escape(data.progress)}</b>",
-        f"{data.direction} <b>{html.escape(data.metric)}</b>" + (f", goal {data.goal:g}" if data.goal is not None else ""),
+        _objective_summary(data),
         f"algorithm <b>{html.escape(data.algorithm)}</b>",
     ]
     if data.early_stopping:
         parts.append(f"early stopping <b>{html.escape(data.early_stopping)}</b>")
     if data.phase_counts:
         parts.append(", ".join(f"{n} {html.escape(k)}" for k, n in data.phase_counts.items()))
+    if data.objectives:
+        parts.append(f"Pareto front <b>{len(data.pareto_front)}</b> of {len(data.pareto)} succeeded trials")
     if data.best is not None:
         parts.append(f"best <b>{html.escape(data.best.name)}</b>: {data.metric}={data.best.objective:.6g} "
                      f"with {html.escape(_params(data.best))}")
     if data.namespace:
         parts.insert(0, f"namespace <b>{html.escape(data.namespace)}</b>")
     return " · ".join(parts)
+
+
+def _objective_summary(data: ReportData) -> str:
+    if data.objectives:
+        return "objectives " + ", ".join(f"{d} <b>{html.escape(m)}</b>" for m, d in data.objectives)
+    return f"{data.direction} <b>{html.escape(data.metric)}</b>" + (f", goal {data.goal:g}" if data.goal is not None else "")
 
 
 def _params(row: TrialRow) -> str:
@@ -139,11 +151,13 @@ def top_trials_table(data: ReportData) -> str:
     if not data.top_trials:
         return '<p class="note">No trial has an objective yet.</p>'
     names = [a.name for a in data.parameters]
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in [*names, data.metric, "seconds"])
+    metrics = [m for m, _ in data.objectives] or [data.metric]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in [*names, *metrics, "seconds"])
     rows = []
     for rank, t in enumerate(data.top_trials, start=1):
         best = ' class="best"' if data.best is not None and t.name == data.best.name else ""
-        cells = [*[_fmt(t.parameters.get(n)) for n in names], _fmt(t.objective),
+        values = t.objectives or {data.metric: t.objective}
+        cells = [*[_fmt(t.parameters.get(n)) for n in names], *[_fmt(values.get(m)) for m in metrics],
                  "" if t.duration_s is None else f"{t.duration_s:.1f}"]
         rows.append(f'<tr{best}><td>{rank}</td><td class="text">{html.escape(t.name)}</td>'
                     + "".join(f"<td>{html.escape(c)}</td>" for c in cells)

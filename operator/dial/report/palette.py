@@ -14,5 +14,7 @@ PHASE_COLORS: dict[TrialPhase, str] = {
 }
 BEST_COLOR = "#111111"
 CUT_MARKER_COLOR = "#d62728"
+FRONT_COLOR = "#e6550d"  # trials on the Pareto front
+DOMINATED_COLOR = "#9ecae1"
 # Perceptually uniform, readable in grey: objective colour scales in both renderers.
 OBJECTIVE_SCALE = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from dial.api.trial import TrialPhase  # noqa: E402
 from dial.report.data import ReportData  # noqa: E402
-from dial.report.palette import BEST_COLOR, CUT_MARKER_COLOR, OBJECTIVE_SCALE, PHASE_COLORS  # noqa: E402
+from dial.report.palette import (BEST_COLOR, CUT_MARKER_COLOR, DOMINATED_COLOR, FRONT_COLOR,  # noqa: E402
+                                 OBJECTIVE_SCALE, PHASE_COLORS)
 
 DPI = 110
 _OBJECTIVE_CMAP = LinearSegmentedColormap.from_list("dial-objective", OBJECTIVE_SCALE)
@@ -25,7 +26,7 @@ def write_pngs(data: ReportData, directory: Path, stem: str) -> dict[str, Path]:
     """Chart name -> PNG written; charts without data to show (e.g. importance of 2 trials) are left out."""
     directory.mkdir(parents=True, exist_ok=True)
     drawers: dict[str, Callable[[ReportData], Figure | None]] = {
-        "history": history_figure, "curves": curves_figure, "importance": importance_figure,
+        "pareto": pareto_figure, "history": history_figure, "curves": curves_figure, "importance": importance_figure,
         "slices": slices_figure, "parallel": parallel_figure,
     }
     written = {}
@@ -68,6 +69,26 @@ def history_figure(data: ReportData) -> Figure | None:
         ax.legend(fontsize=8)
     by_index.set_title("Optimisation history by trial")
     by_time.set_title("Optimisation history by time")
+    return figure
+
+
+def pareto_figure(data: ReportData) -> Figure | None:
+    """The first two objectives of the succeeded trials, the front joined and highlighted."""
+    if not data.pareto:
+        return None
+    (x_name, x_dir), (y_name, y_dir) = data.objectives[:2]
+    figure, ax = plt.subplots(figsize=(7.5, 5))
+    dominated = [p.values for p in data.pareto if not p.on_front]
+    if dominated:
+        ax.scatter([v[0] for v in dominated], [v[1] for v in dominated], s=26, color=DOMINATED_COLOR, label="dominated")
+    front = sorted((p.values for p in data.pareto_front), key=lambda v: (v[0], v[1]))
+    ax.plot([v[0] for v in front], [v[1] for v in front], "--o", color=FRONT_COLOR, markersize=7,
+            label=f"Pareto front ({len(front)} trials)")
+    ax.set_xlabel(f"{x_name} ({x_dir})")
+    ax.set_ylabel(f"{y_name} ({y_dir})")
+    ax.set_title(f"Pareto front: {y_name} against {x_name}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return figure
 
 
