@@ -188,3 +188,9 @@ def test_kubectl_dial_shows_the_objectives_and_the_front() -> None:
     assert [row[0] for row in front_rows] == ["exp-0000", "exp-0001"]
     assert front_rows[1][-3:-1] == ["0.3", "5"]  # error and speed columns, then the duration
     assert "front of 2" in render_text(experiments_table([exp], NOW))
+
+
+def test_zoom_in_is_refused_with_several_objectives() -> None:
+    assert errors_of(multi(algorithm={"name": "tpe", "zoom": {"afterTrials": 5}})) == [
+        "spec.algorithm.zoom: zooms in around the best trial; a multi-objective experiment has a Pareto front, "
+        "not one best trial"]

@@ -127,7 +127,10 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
             errors.append(SpecError(f"spec.warmStart.experiments[{i}]", "an experiment cannot warm start from itself"))
     if spec.warm_start is not None and len(spec.objective.targets) > 1:
         errors.append(SpecError("spec.warmStart", "warm start takes single-objective experiments only"))
-    if spec.algorithm.zoom is not None and spec.algorithm.name == "hyperband":
+    if spec.algorithm.zoom is not None and spec.objective.is_multi:
+        errors.append(SpecError("spec.algorithm.zoom", "zooms in around the best trial; a multi-objective experiment "
+                                                       "has a Pareto front, not one best trial"))
+    elif spec.algorithm.zoom is not None and spec.algorithm.name == "hyperband":
         errors.append(SpecError("spec.algorithm.zoom", "hyperband's brackets assume one fixed space; it cannot zoom"))
     elif spec.algorithm.zoom is not None and all(p.feasible_space.list is not None for p in spec.parameters):
         errors.append(SpecError("spec.algorithm.zoom", "no int or double range to narrow: every parameter is a list"))
