@@ -157,3 +157,37 @@ BAD_MUTATIONS = st.one_of(
 def _strategy_names() -> set[str]:
     from dial.search import STRATEGIES
     return set(STRATEGIES)
+
+
+# -- throttling: API priority and fairness with no seats for one identity
+def throttle_objects(tag: str, namespace: str, service_account: str) -> list[dict[str, Any]]:
+    """A priority level with no concurrency of its own that rejects what it cannot seat (429 with Retry-After),
+    and a FlowSchema sending every request of `service_account` there."""
+    level = f"dial-throttled-{tag}"
+    return [
+        {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+         "metadata": {"name": level},
+         "spec": {"type": "Limited", "limited": {"nominalConcurrencyShares": 0, "lendablePercent": 0, "borrowingLimitPercent": 0,
+                                                 "limitResponse": {"type": "Reject"}}}},
+        {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": level},
+         "spec": {"matchingPrecedence": 50, "priorityLevelConfiguration": {"name": level},
+                  "distinguisherMethod": {"type": "ByUser"},
+                  "rules": [{"subjects": [{"kind": "ServiceAccount",
+                                           "serviceAccount": {"name": service_account, "namespace": namespace}}],
+                             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                                "namespaces": ["*"], "clusterScope": True}],
+                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}},
+    ]
+
+
+def rejected_requests(cluster: Any, flow_schema: str) -> float:
+    """Requests of a FlowSchema the API server answered 429, from its own metrics."""
+    api = cluster.api()
+    method, url, headers, _, _ = api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
+    response = api.call_api(method, url, headers, _request_timeout=(5, 30))
+    response.read()
+    total = 0.0
+    for line in response.data.decode().splitlines():
+        if line.startswith("apiserver_flowcontrol_rejected_requests_total{") and f'flow_schema="{flow_schema}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -26,9 +26,9 @@ class OperatorProcess:
     """`python -m dial.cli operator -n NS`, restartable, its log kept for failure messages."""
 
     def __init__(self, kubeconfig: str, namespace: str, log_path: Path, *, resync_seconds: float = 5.0,
-                 more_namespaces: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = ()):
         self.kubeconfig, self.namespace, self.log_path = kubeconfig, namespace, log_path
-        self.more_namespaces = more_namespaces
+        self.extra_args = extra_args  # more namespaces, --metrics-port ...
         self.resync_seconds = resync_seconds
         self.proc: subprocess.Popen | None = None
         self.n_starts = 0
@@ -40,7 +40,7 @@ class OperatorProcess:
         log.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dial.cli", "operator", "-n", self.namespace,
-             *(arg for ns in self.more_namespaces for arg in ("-n", ns)), "--resync-seconds", str(self.resync_seconds)],
+             "--resync-seconds", str(self.resync_seconds), *self.extra_args],
             env={**os.environ, "KUBECONFIG": self.kubeconfig}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 

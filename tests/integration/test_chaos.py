@@ -1,11 +1,15 @@
 """Chaos on the real control plane: the operator SIGKILLed again and again across several experiments, cut off
-from the API server, trials whose training or collector dies or whose writes are refused, and fuzzed bad specs.
+from the API server, throttled by it (429), the API server and etcd restarted under it (on a control plane of the
+test's own), trials whose training or collector dies or whose writes are refused, and fuzzed bad specs.
 Each test adds to a tally of what was tried and survived, printed at the end (and kept in benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from urllib.parse import urlparse
 
@@ -13,13 +17,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from chaos_support import (
-    BAD_MUTATIONS, ApiProxy, kill_container, proxied_kubeconfig, tally, tally_lines,
+    BAD_MUTATIONS, ApiProxy, kill_container, proxied_kubeconfig, rejected_requests, tally, tally_lines,
+    throttle_objects,
 )
-from dial.kube.rbac import collector_rbac, render
+from cluster_fixture import CLUSTER, Cluster
+from dial.kube.rbac import collector_rbac, operator_cluster_role, render
 from operator_fixtures import (  # noqa: F401  (fixtures)
     assert_each_trial_ran_once_with_its_printed_objective,
-    OperatorProcess, apply, dial_namespace, descent_manifest, dump, example_manifest, experiment, operator, phases,
-    trials, wait, wait_for_phase,
+    REPO, OperatorProcess, apply, dial_namespace, descent_manifest, dump, events, example_manifest, experiment, operator,
+    phases,
+    service_account_kubeconfig, trials, wait, wait_for_phase,
 )
 from test_operator_crash import crash_free_proposals
 
@@ -203,3 +210,129 @@ def test_fuzzed_bad_specs_are_refused_and_the_operator_keeps_serving(cluster, op
     n_tried = sum(fuzz_counts.values())
     tally(f"fuzzed bad specs ({fuzz_counts['rejected at apply']} at apply, "
           f"{fuzz_counts['Failed naming the field']} Failed by the operator)", tried=n_tried, survived=n_tried)
+
+
+def test_throttled_operator_backs_off_and_finishes(cluster, dial_namespace, tmp_path):
+    ns, tag, n_trials = dial_namespace, dial_namespace.removeprefix("t-"), 6
+    # Its own identity: the admin's group is exempt from API priority and fairness.
+    kubeconfig = service_account_kubeconfig(cluster, ns, "dial-operator", operator_cluster_role(f"dial-operator-{tag}"))
+    throttle = throttle_objects(tag, ns, "dial-operator")
+    flow_schema = throttle[1]["metadata"]["name"]
+    # No seats of its own: a request is let through only while none of the operator's is in flight,
+    # every concurrent one is answered 429 (watches starting, reconciles of several experiments).
+    cluster.apply(render(throttle))
+    operator = OperatorProcess(str(kubeconfig), ns, tmp_path / "operator.log", resync_seconds=5.0)
+    operator.start()
+    try:
+        manifests = {f"throttled-{i}": peaks(f"throttled-{i}", "random", 61 + i, n_trials, parallel=2) for i in range(3)}
+        for manifest in manifests.values():
+            apply(cluster, ns, manifest)
+        wait(lambda: rejected_requests(cluster, flow_schema) >= 5, 120, "the operator's requests answered 429", operator)
+        time.sleep(10)
+        n_rejected = rejected_requests(cluster, flow_schema)
+        cluster.kubectl("delete", "flowschema", flow_schema)
+        for name in manifests:
+            wait_for_phase(cluster, operator, ns, name, ("Succeeded", "Failed"), timeout=300)
+        assert operator.proc.poll() is None and operator.n_starts == 1, f"the operator exited:\n{operator.log()}"
+        assert "API error 429" in operator.log(tail=10**7), "no throttled reconcile was retried"
+        for name in manifests:
+            assert_ran_exactly_once(cluster, ns, name, n_trials)  # 2 at a time: the order of outcomes varies
+        tally(f"operator throttled: every concurrent request answered 429 ({n_rejected:.0f}) for the first ~10 s+",
+              tried=1, survived=1)
+    finally:
+        operator.stop()
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=render(throttle), check=False)
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory):
+    """A control plane of this test's own: restarting its API server must not disturb tests sharing the session's."""
+    directory = tmp_path_factory.mktemp("restart") / "cluster"
+    env = {**os.environ, "DIAL_CLUSTER_DIR": str(directory)}
+    env.pop("KUBECONFIG", None)
+    up = subprocess.run([sys.executable, CLUSTER, "up"], env=env, capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0, f"hack/cluster up failed:\n{up.stderr[-4000:]}"
+    try:
+        own = Cluster(json.loads((directory / "state.json").read_text()))
+        own.apply_crds(str(REPO / "crds"))
+        own.restart = lambda *args: subprocess.run([sys.executable, CLUSTER, "restart", *args], env=env,
+                                                   capture_output=True, text=True, timeout=300)
+        yield own
+    finally:
+        subprocess.run([sys.executable, CLUSTER, "down"], env=env, capture_output=True, timeout=180)
+
+
+def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
+    cluster, ns, n_trials = own_cluster, "restart", 8
+    cluster.kubectl("create", "namespace", ns)
+    cluster.wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
+    cluster.apply(render(collector_rbac(ns)))
+    operator = OperatorProcess(cluster.kubeconfig, ns, tmp_path / "operator.log", resync_seconds=5.0)
+    operator.start()
+    try:
+        manifest = peaks("restart", "random", 71, n_trials, parallel=2)
+        apply(cluster, ns, manifest)
+        n_restarts, restart_logs = 0, []
+        for n_seen, how in ((2, ["--down", "5"]), (5, ["--down", "3", "--kill"])):
+            wait(lambda n=n_seen: len(trials(cluster, ns, "restart")) >= n, 180, f"{n_seen} trials", operator)
+            restarted = cluster.restart(*how)  # kube-apiserver and etcd: stopped, down a few seconds, started again
+            assert restarted.returncode == 0, restarted.stderr
+            restart_logs.append(restarted.stderr.strip().splitlines()[-1])
+            n_restarts += 1
+        wait_for_phase(cluster, operator, ns, "restart", ("Succeeded", "Failed"), timeout=300)
+        assert operator.proc.poll() is None and operator.n_starts == 1, f"the operator exited:\n{operator.log()}"
+        assert_ran_exactly_once(cluster, ns, "restart", n_trials)  # 2 at a time: the order of outcomes varies
+        print(*restart_logs, sep="\n")
+        tally("kube-apiserver + etcd restarted mid-experiment (SIGTERM, down 10 s; SIGKILL, down 3 s)",
+              tried=n_restarts, survived=n_restarts)
+    finally:
+        operator.stop()
+
+
+def _blocked(cluster, ns: str, name: str, reason: str) -> dict | None:
+    conditions = (experiment(cluster, ns, name).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "TrialsBlocked" and c["reason"] == reason), None)
+
+
+def _fresh_namespace(cluster, prefix: str) -> str:
+    name = f"{prefix}-{os.urandom(3).hex()}"
+    cluster.kubectl("create", "namespace", name)
+    cluster.wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0, 60)
+    return name
+
+
+def test_experiments_whose_trials_cannot_run_are_reported_and_the_others_carry_on(cluster, dial_namespace, tmp_path):
+    healthy = dial_namespace
+    quota = _fresh_namespace(cluster, "quota")  # Jobs refused: a ResourceQuota of 0 Jobs
+    cluster.apply(render(collector_rbac(quota)))
+    cluster.apply(render([{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-jobs", "namespace": quota},
+                           "spec": {"hard": {"count/jobs.batch": "0"}}}]))
+    no_sa = _fresh_namespace(cluster, "nosa")  # Jobs accepted, their pods refused: no dial-collector ServiceAccount
+    operator = OperatorProcess(cluster.kubeconfig, healthy, tmp_path / "operator.log", resync_seconds=5.0,
+                               extra_args=("-n", quota, "-n", no_sa))
+    operator.start()
+    try:
+        apply(cluster, quota, peaks("refused", "random", 81, 4, parallel=2))
+        apply(cluster, no_sa, peaks("podless", "random", 82, 4, parallel=2))
+        apply(cluster, healthy, peaks("healthy", "random", 83, 4, parallel=2))
+        refused = wait(lambda: _blocked(cluster, quota, "refused", "JobRefused"), 120, "JobRefused condition", operator)
+        assert "refused Job refused-0000" in refused["message"] and "quota" in refused["message"], refused
+        podless = wait(lambda: _blocked(cluster, no_sa, "podless", "ServiceAccountMissing"), 120,
+                       "ServiceAccountMissing condition", operator)
+        assert f"ServiceAccount dial-collector not found in namespace {no_sa}" in podless["message"], podless
+        wait_for_phase(cluster, operator, healthy, "healthy", ("Succeeded", "Failed"), timeout=240)
+        assert_ran_exactly_once(cluster, healthy, "healthy", 4)
+        assert ("JobRefused", refused["message"]) in events(cluster, quota, "refused")
+        assert ("ServiceAccountMissing", podless["message"]) in events(cluster, no_sa, "podless")
+        # The quota lifted, the blocked experiment runs and its condition goes.
+        cluster.kubectl("delete", "resourcequota", "no-jobs", "-n", quota)
+        wait_for_phase(cluster, operator, quota, "refused", ("Succeeded", "Failed"), timeout=240)
+        assert _blocked(cluster, quota, "refused", "JobRefused") is None
+        assert_ran_exactly_once(cluster, quota, "refused", 4)
+        assert operator.proc.poll() is None and operator.n_starts == 1, f"the operator restarted:\n{operator.log()}"
+        tally("an experiment's Jobs refused (ResourceQuota 0) or pods refused (no ServiceAccount): "
+              "reported, the others ran", tried=2, survived=2)
+    finally:
+        operator.stop()
+        for ns in (quota, no_sa):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -1,19 +1,28 @@
 """`dial operator` on the real control plane: Experiments become Trials and Jobs, the collector reports,
-early stopping deletes Jobs, bad specs are refused, suspend/resume, budget edits and deletion work."""
+early stopping deletes Jobs, bad specs are refused, suspend/resume, budget edits and deletion work (its
+Prometheus series go too)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import time
+import urllib.request
 
 import pytest
 
 from operator_fixtures import (  # noqa: F401  (fixtures)
-    apply, dial_namespace, descent_manifest, dump, events, example_manifest, experiment, job_names, operator, phases,
+    OperatorProcess, apply, dial_namespace, descent_manifest, dump, events, example_manifest, experiment, job_names, operator, phases,
     trials, wait, wait_for_phase,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # The issue asks for 12 trials, 3 in parallel; there skopt's GP reaches the peaks basin (< -5) in
@@ -197,3 +206,26 @@ def test_collector_service_account_may_only_patch_trial_status(cluster, dial_nam
     assert can("delete", "trials.dial.dev") == "no"
     assert can("patch", "experiments.dial.dev", "--subresource=status") == "no"
     assert can("list", "pods") == "no"
+
+
+def _series_of(port: int, name: str) -> list[str]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return [line for line in text.splitlines() if not line.startswith("#") and f'experiment="{name}"' in line]
+
+
+def test_a_deleted_experiments_prometheus_series_are_dropped(cluster, dial_namespace, tmp_path):
+    ns, port = dial_namespace, free_port()
+    operator = OperatorProcess(cluster.kubeconfig, ns, tmp_path / "operator.log", resync_seconds=3600.0,
+                               extra_args=("--metrics-port", str(port)))
+    operator.start()  # no resync during the test: the DELETED event alone must drop them
+    try:
+        # Failed by the operator, so no Trial, Job or pod whose deletion would bring it up again.
+        manifest = example_manifest("peaks")
+        manifest["spec"]["trialTemplate"]["primaryContainerName"] = "no-such-container"
+        apply(cluster, ns, manifest)
+        wait_for_phase(cluster, operator, ns, "peaks", ("Failed",), timeout=60)
+        assert wait(lambda: _series_of(port, "peaks"), 30, "the experiment's series", operator)
+        cluster.kubectl("delete", "experiment", "peaks", "-n", ns)
+        wait(lambda: not _series_of(port, "peaks"), 30, "its series dropped", operator)
+    finally:
+        operator.stop()

@@ -107,6 +107,7 @@ OPERATOR_NAMESPACED = {
     ("batch", "jobs"): {"list", "watch", "create", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},
+    ("", "serviceaccounts"): {"get"},
     ("", "events"): {"create"},
 }
 KOPF_DISCOVERY = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from dial.api.experiment import MetricsFormat, ObjectiveSpec
@@ -85,11 +86,31 @@ def test_failed_publish_is_retried_with_the_next_batch(tmp_path):
             raise ConnectionError("api server restarting")
         sent.append(patch)
 
-    collector = Collector(FileFollower(path), MetricReader(["loss"]), OBJECTIVE, publish, interval=0)
+    collector = Collector(FileFollower(path), MetricReader(["loss"]), OBJECTIVE, publish, interval=0, retry_min=0.05)
     path.write_text("loss=1.5\n")
     collector.poll()
     assert collector.flush() is False
+    assert collector.flush() is False and sent == []  # backing off: not hammering a struggling API server
+    time.sleep(0.06)
     assert collector.flush() is True and sent[0]["objective"] == 1.5
+
+
+def test_the_last_flush_after_sigterm_retries_with_capped_backoff_until_written(tmp_path):
+    path, sent, delays = tmp_path / "out.log", [], []
+    n_refusals = 12  # a minute-long outage at the cap: well past any fixed number of attempts
+
+    def publish(patch):
+        if len(delays) < n_refusals:
+            raise ConnectionError("connection refused")
+        sent.append(patch)
+
+    path.write_text("epoch=1 loss=0.4\nepoch=2 loss=0.3\n")
+    stop = threading.Event()
+    stop.set()  # SIGTERM: the training has ended
+    collector = Collector(FileFollower(path), MetricReader(["loss"]), OBJECTIVE, publish, retry_min=0.2, retry_max=5.0)
+    collector.run(stop, sleep=delays.append)
+    assert sent and sent[-1]["observations"][0]["nPoints"] == 2 and sent[-1]["objective"] == 0.3
+    assert delays[:6] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0] and set(delays[6:]) == {5.0} and len(delays) == n_refusals
 
 
 def test_a_restarted_collector_rebuilds_the_same_status(tmp_path):

@@ -107,6 +107,10 @@ Bound with a Role per watched namespace, or a ClusterRole when it watches all of
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+# ServiceAccounts: read when a trial's Job has no pod, to name a missing collector ServiceAccount.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
 # Events on Experiments (trial created, stopped, experiment finished); kopf's own posting is off.
 - apiGroups: [""]
   resources: ["events"]

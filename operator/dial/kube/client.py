@@ -103,6 +103,9 @@ class Kube:
         return self.request("GET", f"/api/v1/namespaces/{namespace}/pods",
                             query={"labelSelector": f"{EXPERIMENT_LABEL}={experiment}"})["items"]
 
+    def service_account_exists(self, namespace: str, name: str) -> bool:
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}") is not None
+
     def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 20) -> str:
         """The last lines a container printed; empty when they cannot be read (best effort)."""
         try:

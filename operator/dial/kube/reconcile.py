@@ -7,11 +7,13 @@ object already there (409) is success, so a restart at any point neither loses n
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from dial.api.experiment import Condition, Experiment, ExperimentPhase, ExperimentStatus
@@ -26,6 +28,7 @@ from dial.engine.warm_start import snapshot as warm_start_snapshot
 from dial.kube.client import Kube
 from dial.kube.jobs import TRIAL_LABEL, CollectorSettings, kube_spec_errors, trial_body, trial_job
 from dial.kube.outcomes import RunState, job_outcome, training_ended
+from dial.kube.workqueue import RetryLater
 from dial.metrics.exporter import DialMetrics
 
 log = logging.getLogger("dial.operator")
@@ -38,6 +41,24 @@ JOB_DELETED = "JobDeleted"
 # Budget figures that grow with the clock alone; refreshed this often at most when nothing else changed.
 CLOCK_DRIVEN = ("elapsedSeconds", "gpuHours")
 BUDGET_REFRESH_SECONDS = 15.0
+# Answers that refuse the request itself (quota, admission, validation, RBAC): retrying at once will not help.
+REFUSED = frozenset({400, 403, 422})
+BLOCKED = "TrialsBlocked"  # the Experiment condition naming why trials cannot run
+JOB_REFUSED = "JobRefused"
+SERVICE_ACCOUNT_MISSING = "ServiceAccountMissing"
+# A Job with no pod for this long has its pods' ServiceAccount looked up (the Job controller only
+# posts events when the pod is refused).
+PODLESS_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Blocker:
+    reason: str
+    message: str
+
+
+class TrialsBlocked(RetryLater):
+    """Trials cannot run for a reason now named on the Experiment; the work queue retries with backoff."""
 
 
 def utcnow() -> datetime:
@@ -100,9 +121,13 @@ class Reconciler:
         trials = self._sync_trials(experiment, world, now)
         current = self.plan(experiment, trials, now=now)
         self._stop(raw, world, current.stop, self._primary_name(experiment))
-        self._create(raw, experiment, current.create)
-        self._ensure_jobs(experiment, world, trials)
-        self._publish(raw, experiment, current)
+        blockers: list[Blocker] = []
+        self._create(raw, experiment, current.create, blockers)
+        self._ensure_jobs(experiment, world, trials, blockers)
+        blockers += self._podless_jobs(world, trials, now)
+        self._publish(raw, experiment, current, blockers)
+        if blockers:
+            raise TrialsBlocked("; ".join(b.message for b in blockers))
 
     # -- reading
     def _read_world(self, namespace: str, name: str) -> World:
@@ -208,7 +233,8 @@ class Reconciler:
                 log.info("%s/%s: stopped %s: %s: %s", namespace, experiment_raw["metadata"]["name"],
                          order.name, order.reason, order.message)
 
-    def _create(self, experiment_raw: dict[str, Any], experiment: Experiment, proposals: list[TrialProposal]) -> None:
+    def _create(self, experiment_raw: dict[str, Any], experiment: Experiment, proposals: list[TrialProposal],
+                blockers: list[Blocker]) -> None:
         namespace = experiment_raw["metadata"]["namespace"]
         for proposal in proposals:
             trial = new_trial(experiment, proposal.index, proposal.assignment)
@@ -224,24 +250,60 @@ class Reconciler:
                 params = ", ".join(f"{k}={v}" for k, v in proposal.assignment.items())
                 self.kube.post_event(experiment_raw, "TrialCreated", f"{proposal.name}: {params}")
                 log.info("%s/%s: created %s: %s", namespace, experiment.name, proposal.name, params)
-            self.kube.create_job(namespace, trial_job(experiment, stored, self.collector))
+            self._create_job(namespace, trial_job(experiment, stored, self.collector), blockers)
 
-    def _ensure_jobs(self, experiment: Experiment, world: World, trials: list[Trial]) -> None:
-        """A Trial created by a run that crashed before its Job: create the Job now."""
+    def _ensure_jobs(self, experiment: Experiment, world: World, trials: list[Trial], blockers: list[Blocker]) -> None:
+        """A Trial created by a run that crashed (or was refused) before its Job: create the Job now."""
         raws = {t["metadata"]["name"]: t for t in world.trials}
         for trial in trials:
             if (trial.phase is TrialPhase.pending and trial.status.stop_reason is None
                     and trial.name not in world.jobs and not world.pods.get(trial.name)):
-                self.kube.create_job(trial.metadata.namespace or "default",
-                                     trial_job(experiment, raws[trial.name], self.collector))
+                self._create_job(trial.metadata.namespace or "default",
+                                 trial_job(experiment, raws[trial.name], self.collector), blockers)
 
-    def _publish(self, experiment_raw: dict[str, Any], experiment: Experiment, current: Plan) -> None:
-        status = status_wire(current.status)
+    def _create_job(self, namespace: str, job: dict[str, Any], blockers: list[Blocker]) -> None:
+        try:
+            self.kube.create_job(namespace, job)
+        except ApiException as exc:
+            if exc.status not in REFUSED:
+                raise  # throttled, conflict, unavailable: the work queue retries
+            blockers.append(Blocker(JOB_REFUSED, f"the API server refused Job {job['metadata']['name']} "
+                                                 f"({exc.status}): {api_message(exc)}"))
+
+    def _podless_jobs(self, world: World, trials: list[Trial], now: datetime) -> list[Blocker]:
+        """Pending trials whose Job has had no pod for a while because its ServiceAccount does not exist."""
+        waiting: dict[tuple[str, str], list[str]] = {}
+        for trial in trials:
+            job = world.jobs.get(trial.name)
+            if trial.phase is not TrialPhase.pending or job is None or world.pods.get(trial.name):
+                continue
+            created = job["metadata"].get("creationTimestamp")
+            if created and (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds() < PODLESS_SECONDS:
+                continue
+            pod_spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+            account = pod_spec.get("serviceAccountName") or "default"
+            waiting.setdefault((job["metadata"]["namespace"], account), []).append(trial.name)
+        return [Blocker(SERVICE_ACCOUNT_MISSING,
+                        f"ServiceAccount {account} not found in namespace {namespace}: the Job controller cannot "
+                        f"create the pods of {', '.join(names)}; create it with the collector's Role and RoleBinding "
+                        f"(Helm: collector.serviceAccount.create, collector.namespaces)")
+                for (namespace, account), names in waiting.items()
+                if not self.kube.service_account_exists(namespace, account)]
+
+    def _publish(self, experiment_raw: dict[str, Any], experiment: Experiment, current: Plan,
+                 blockers: list[Blocker]) -> None:
         previous = experiment_raw.get("status") or {}
+        blocked = _blocked_condition(blockers, previous, self.clock())
+        if blocked is not None:
+            current.status.conditions.append(blocked)
+        status = status_wire(current.status)
         if not _worth_writing(status, previous):
             return
         metadata = experiment_raw["metadata"]
         self.kube.patch_experiment_status(metadata["namespace"], metadata["name"], status)
+        if blocked is not None and _condition(previous, BLOCKED).get("message") != blocked.message:
+            self.kube.post_event(experiment_raw, blocked.reason, blocked.message, warning=True)
+            log.warning("%s/%s: %s: %s", metadata["namespace"], metadata["name"], blocked.reason, blocked.message)
         if current.finish is not None and previous.get("phase") != current.finish.phase.value:
             self.kube.post_event(experiment_raw, f"Experiment{current.finish.phase.value}",
                                  f"{current.finish.reason}: {current.finish.message}",
@@ -277,6 +339,28 @@ class Reconciler:
             "completionTime": condition.to_wire()["lastTransitionTime"]})
         self.kube.post_event(raw, reasons.INVALID_SPEC, message, warning=True)
         log.warning("%s/%s: invalid spec: %s", namespace, raw["metadata"]["name"], message)
+
+
+def api_message(exc: ApiException) -> str:
+    """The API server's own message (quota exceeded, field invalid, forbidden), else its reason phrase."""
+    try:
+        return json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def _blocked_condition(blockers: list[Blocker], previous: dict[str, Any], now: datetime) -> Condition | None:
+    if not blockers:
+        return None
+    reason, message = blockers[0].reason, "; ".join(b.message for b in blockers)
+    before = _condition(previous, BLOCKED)
+    since = before.get("lastTransitionTime") if before.get("reason") == reason else None
+    return Condition(type=BLOCKED, reason=reason, message=message,
+                     last_transition_time=datetime.fromisoformat(since.replace("Z", "+00:00")) if since else now)
 
 
 def _worth_writing(status: dict[str, Any], previous: dict[str, Any]) -> bool:

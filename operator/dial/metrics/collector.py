@@ -1,7 +1,9 @@
 """`dial collect`: the sidecar that follows a trial's output or metrics file and reports its observations.
 
 It re-reads the file from the start whenever it (re)starts, so the status it writes is rebuilt
-from the same lines every time: a restarted collector neither loses nor doubles a point. It
+from the same lines every time: a restarted collector neither loses nor doubles a point. A refused
+write (API server restarting, throttled, RBAC revoked) is retried with capped backoff for as long
+as the pod lives, also after SIGTERM, so a trial that ends during an outage keeps its points. It
 writes only `observations` and `objective` (and `objectives`, plus `stopReason` for a non-finite
 objective): the
 operator owns every other status field.
@@ -24,6 +26,8 @@ log = logging.getLogger("dial.collect")
 
 Publish = Callable[[dict[str, Any]], None]
 POLL_SECONDS = 0.2
+RETRY_MIN_SECONDS = 0.2
+RETRY_MAX_SECONDS = 5.0  # an outage costs at most this much delay after it ends
 MAX_READ_BYTES = 1 << 20
 
 
@@ -57,8 +61,10 @@ class Collector:
     """Turns followed lines into a TrialStatus and publishes it at most once per `interval` seconds."""
 
     def __init__(self, follower: FileFollower, reader: MetricReader, objective: ObjectiveSpec, publish: Publish,
-                 *, interval: float = 1.0):
+                 *, interval: float = 1.0, retry_min: float = RETRY_MIN_SECONDS, retry_max: float = RETRY_MAX_SECONDS):
         self.follower = follower
+        self.retry_min = retry_min
+        self.retry_max = retry_max
         self.reader = reader
         self.objective = objective
         self.publish = publish
@@ -66,6 +72,8 @@ class Collector:
         self.status = TrialStatus()
         self._dirty = False
         self._last_publish = float("-inf")
+        self._n_failures = 0
+        self._retry_at = float("-inf")
 
     def poll(self, *, final: bool = False) -> None:
         points = self.reader.feed(self.follower.read_lines(final=final))
@@ -82,27 +90,37 @@ class Collector:
             patch |= {"stopReason": wire["stopReason"], "stopMessage": wire["stopMessage"]}
         return patch
 
+    def retry_delay(self) -> float:
+        """Seconds to wait after the latest failed write: doubling from `retry_min`, at most `retry_max`."""
+        return min(self.retry_max, self.retry_min * 2 ** max(0, self._n_failures - 1))
+
     def flush(self, *, force: bool = False) -> bool:
-        """Publish if something changed and the interval has passed (or `force`); False if publishing failed."""
-        if not self._dirty or (not force and time.monotonic() - self._last_publish < self.interval):
+        """Publish if something changed and the interval and any retry backoff have passed (or `force`);
+        False while something is left unpublished."""
+        if not self._dirty:
             return True
+        now = time.monotonic()
+        if not force and (now - self._last_publish < self.interval or now < self._retry_at):
+            return False
         try:
             self.publish(self.patch())
-        except Exception as exc:  # noqa: BLE001 - kept dirty, published with the next batch
-            log.warning("cannot report observations: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - kept dirty, published with a later batch
+            self._n_failures += 1
+            self._retry_at = time.monotonic() + self.retry_delay()
+            log.warning("cannot report observations (retrying in %.1fs): %s", self.retry_delay(), exc)
             return False
         self._dirty = False
+        self._n_failures = 0
         self._last_publish = time.monotonic()
         return True
 
-    def run(self, stop: threading.Event, *, final_attempts: int = 5) -> None:
-        """Follow until `stop` is set (SIGTERM: the training has ended), then read the rest and flush."""
+    def run(self, stop: threading.Event, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Follow until `stop` is set (SIGTERM: the training has ended), then read the rest and flush,
+        retrying until it is written: the kubelet's SIGKILL after the grace period is the only limit."""
         while not stop.is_set():
             self.poll()
             self.flush()
             stop.wait(POLL_SECONDS)
         self.poll(final=True)
-        for attempt in range(final_attempts):
-            if self.flush(force=True):
-                return
-            time.sleep(0.2 * 2 ** attempt)
+        while not self.flush(force=True):
+            sleep(self.retry_delay())
