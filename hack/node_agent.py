@@ -11,7 +11,10 @@ binds to them, each container as a local process:
 * ``env`` (``value``, ``valueFrom`` fieldRef/resourceFieldRef/configMapKeyRef/secretKeyRef) and
   ``envFrom``; ``workingDir``.
 * Volumes: emptyDir, configMap, secret, downwardAPI and projected (serviceAccountToken,
-  configMap, secret, downwardAPI). Absolute paths are remapped under the pod's root
+  configMap, secret, downwardAPI). A persistentVolumeClaim is the node directory
+  ``<data>/claims/<namespace>/<claimName>``, shared by all pods mounting that claim (there is no
+  storage provisioner: the claim must be bound, e.g. to a PV the test creates, for the
+  scheduler to place the pod; the PV's own source is ignored). Absolute paths are remapped under the pod's root
   ``<data>/pods/<ns>_<pod>_<uid>/fs``: a mount path ``/data`` is ``<root>/fs/data`` (a symlink
   to the volume directory), and occurrences of a mount path (or the workingDir) in command,
   args and env values are rewritten to the remapped path. ``DIAL_POD_ROOT`` holds ``<root>/fs``.
@@ -493,6 +496,9 @@ class PodWorker(threading.Thread):
         vol_root = os.path.join(self.root, "volumes")
         for v in spec.get("volumes") or []:
             d = os.path.join(vol_root, v["name"])
+            if "persistentVolumeClaim" in v:
+                # No storage: a claim is a directory of the node shared by every pod that mounts it.
+                d = os.path.join(self.agent.data_dir, "claims", self.ns, v["persistentVolumeClaim"]["claimName"])
             os.makedirs(d, exist_ok=True)
             self.vol_dirs[v["name"]] = d
             if "configMap" in v:

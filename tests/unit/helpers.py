@@ -67,5 +67,5 @@ def apply(exp: Experiment, trials: list[Trial]) -> list[Trial]:
     """Apply one plan's creations as pending trials (what a backend does), return the trials."""
     p = plan(exp, trials, now=NOW)
     for proposal in p.create:
-        trials.append(new_trial(exp, proposal.index, proposal.assignment))
+        trials.append(new_trial(exp, proposal.index, proposal.assignment, parent=proposal.parent))
     return trials

@@ -30,6 +30,9 @@ STRATEGY_CASES: list[tuple[str, dict]] = [
     ("gp", {"n_initial_points": 3}),
 ]
 FINITE_CASES: list[tuple[str, dict]] = [("grid", {}), *STRATEGY_CASES]
+# Strategies whose trials continue a parent's training repeat assignments by design (a member
+# keeps its parameters from one generation to the next): every check but the no-collision one.
+LINEAGE_CASES: list[tuple[str, dict]] = [("pbt", {"n_population": 2, "truncation_threshold": 0.5})]
 
 
 def case_id(case: tuple[str, dict]) -> str:
@@ -63,12 +66,12 @@ def run(name: str, settings: dict, sp: SearchSpace, *, seed: int, rounds: int, b
     strategy = make_strategy(name, settings, sp, seed=seed)
     history: list[TrialRecord] = []
     for _ in range(rounds):
-        for a in strategy.propose(history, batch):
-            history.append(TrialRecord(len(history), a, objective(a), True))
+        for p in strategy.propose_trials(history, batch):
+            history.append(TrialRecord(len(history), p.assignment, objective(p.assignment), True, p.parent))
     return history
 
 
-@pytest.mark.parametrize("case", STRATEGY_CASES, ids=case_id)
+@pytest.mark.parametrize("case", [*STRATEGY_CASES, *LINEAGE_CASES], ids=case_id)
 def test_proposals_are_inside_the_space_with_plain_types(case: tuple[str, dict]) -> None:
     history = run(*case, MIXED, seed=3, rounds=3, batch=2)
     assert len(history) == 6
@@ -80,7 +83,7 @@ def test_proposals_are_inside_the_space_with_plain_types(case: tuple[str, dict])
         assert round(record.assignment["dropout"] * 10, 9) == int(round(record.assignment["dropout"] * 10))
 
 
-@pytest.mark.parametrize("case", STRATEGY_CASES, ids=case_id)
+@pytest.mark.parametrize("case", [*STRATEGY_CASES, *LINEAGE_CASES], ids=case_id)
 def test_same_seed_and_history_give_same_proposals(case: tuple[str, dict]) -> None:
     first = run(*case, MIXED, seed=11, rounds=3, batch=2)
     second = run(*case, MIXED, seed=11, rounds=3, batch=2)

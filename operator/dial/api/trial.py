@@ -65,6 +65,8 @@ class TrialSpec(ApiModel):
     experiment: str
     index: Annotated[int, Field(ge=0)]
     parameter_assignments: dict[str, ParameterValue]
+    # The trial whose checkpoint this one resumes (population based training); absent otherwise.
+    parent_trial: str | None = None
 
 
 class TrialStatus(ApiModel):

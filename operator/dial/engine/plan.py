@@ -18,7 +18,7 @@ from dial.engine import budget, front, reasons
 from dial.engine.warm_start import prior_records
 from dial.api.zoom import ZoomedRange, ZoomStatus
 from dial.search.zoom import zoomed
-from dial.search import SearchSpace, TrialRecord, make_strategy, propose_active
+from dial.search import SearchSpace, TrialRecord, make_strategy, propose_active_trials
 from dial.stopping import make_rule
 
 _COUNT_FIELD = {
@@ -36,6 +36,7 @@ class TrialProposal:
     index: int
     name: str
     assignment: dict[str, ParameterValue]
+    parent: str | None = None  # the trial whose checkpoint this one starts from
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,17 @@ def history(experiment: Experiment, trials: Sequence[Trial]) -> list[TrialRecord
     """Trials as a strategy sees them: losses to minimise; failures finished without a loss."""
     objective = experiment.spec.objective
     records = []
+    index_of = {t.name: t.spec.index for t in trials}
     for t in sorted(trials, key=lambda t: t.spec.index):
         finished = t.phase.is_terminal
         loss = objective.loss(t.status.objective) if finished and t.status.objective is not None else None
         losses = objective.losses(t.status.objectives or {}) if finished and objective.is_multi else None
         if objective.is_multi and losses is None:
             loss = None  # a trial without every objective is a failure to a multi-objective strategy
-        records.append(TrialRecord(t.spec.index, dict(t.spec.parameter_assignments), loss, finished, losses))
+        parent = index_of.get(t.spec.parent_trial) if t.spec.parent_trial is not None else None
+        incomplete = finished and t.phase is not TrialPhase.succeeded
+        records.append(TrialRecord(t.spec.index, dict(t.spec.parameter_assignments), loss, finished, losses,
+                                   parent=parent, incomplete=incomplete))
     return records
 
 
@@ -201,8 +206,9 @@ def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[Tr
     strategy = make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
                              n_objectives=len(spec.objective.targets))
     start = max((t.spec.index for t in trials), default=-1) + 1
-    return [TrialProposal(start + i, trial_name(experiment.name, start + i), a)
-            for i, a in enumerate(propose_active(strategy, past, n))]
+    return [TrialProposal(start + i, trial_name(experiment.name, start + i), p.assignment,
+                          trial_name(experiment.name, p.parent) if p.parent is not None else None)
+            for i, p in enumerate(propose_active_trials(strategy, past, n))]
 
 
 def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts, best: Trial | None,

@@ -8,6 +8,7 @@ from typing import Any
 
 from dial.api.experiment import Experiment, TrialTemplate
 from dial.api.space import ParameterValue
+from dial.engine.checkpoints import checkpoint_values, pbt_settings
 
 DEADLINE_BACKSTOP_SECONDS = 30
 _PLACEHOLDER = re.compile(r"\$\{(trialParameters|trialSpec)\.([A-Za-z0-9_.-]+)\}")
@@ -69,13 +70,21 @@ def _is_flag(item: Any) -> bool:
     return isinstance(item, str) and item.startswith("-") and "${" not in item and "=" not in item
 
 
-def render_job_spec(experiment: Experiment, trial_name: str, assignment: dict[str, ParameterValue]) -> dict[str, Any]:
-    """The Job spec for one trial, every placeholder replaced."""
+def render_job_spec(experiment: Experiment, trial_name: str, assignment: dict[str, ParameterValue], *,
+                    parent: str | None = None, checkpoint_root: str | None = None) -> dict[str, Any]:
+    """The Job spec for one trial, every placeholder replaced.
+
+    With pbt, `${trialParameters.checkpointDir}` and `${trialParameters.parentCheckpointDir}` are
+    directories under `checkpoint_root` (default: the pod path `suggestion_trial_dir`).
+    """
     template = experiment.spec.trial_template
     references = placeholder_references(template)
     values = {name: format_value(assignment[ref]) for name, ref in references.items() if ref in assignment}
+    settings = pbt_settings(experiment)
+    if settings is not None:
+        values.update(checkpoint_values(checkpoint_root or settings.suggestion_trial_dir, trial_name, parent))
     # A conditional parameter that is inactive in this trial is absent from its assignment.
-    inactive = frozenset(name for name, ref in references.items() if ref not in assignment)
+    inactive = frozenset(name for name, ref in references.items() if ref not in assignment and name not in values)
     meta = {"Name": trial_name, "Namespace": experiment.metadata.namespace or "default",
             "Experiment": experiment.name}
     job_spec = substitute(copy.deepcopy(template.job_spec), values, meta, inactive)

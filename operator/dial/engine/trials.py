@@ -15,14 +15,15 @@ from dial.metrics.parsing import MetricPoint
 OUTPUT_TAIL_CHARS = 2000
 
 
-def new_trial(experiment: Experiment, index: int, assignment: dict[str, ParameterValue]) -> Trial:
+def new_trial(experiment: Experiment, index: int, assignment: dict[str, ParameterValue], *,
+              parent: str | None = None) -> Trial:
     return Trial(
         metadata=ObjectMeta(
             name=trial_name(experiment.name, index),
             namespace=experiment.metadata.namespace,
             labels={"dial.dev/experiment": experiment.name},
         ),
-        spec=TrialSpec(experiment=experiment.name, index=index, parameter_assignments=assignment),
+        spec=TrialSpec(experiment=experiment.name, index=index, parameter_assignments=assignment, parent_trial=parent),
         status=TrialStatus(phase=TrialPhase.pending),
     )
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from dial.api.experiment import Experiment
 from dial.api.space import ParameterSpec, ParameterType
+from dial.engine.checkpoints import CHECKPOINT_DIR, CHECKPOINT_PLACEHOLDERS, PARENT_CHECKPOINT_DIR, uses_checkpoints
 from dial.engine.template import placeholder_references, primary_container
 from dial.search import SearchSpace, make_strategy
 from dial.stopping import make_rule
@@ -190,7 +191,10 @@ def _template_errors(experiment: Experiment) -> list[SpecError]:
             errors.append(SpecError("spec.trialTemplate.trialSpec", "no containers in template.spec"))
     names = {p.name for p in spec.parameters}
     references = placeholder_references(template)
-    used = template.placeholders()
+    errors += _checkpoint_errors(experiment)
+    # Checkpoint placeholders are the backend's, not parameters; reported above when misused.
+    used = template.placeholders() - set(CHECKPOINT_PLACEHOLDERS)
+    references = {name: ref for name, ref in references.items() if name not in CHECKPOINT_PLACEHOLDERS}
     for placeholder in sorted(used - set(references)):
         errors.append(SpecError("spec.trialTemplate.trialParameters",
                                 f"${{trialParameters.{placeholder}}} is used in trialSpec but not declared"))
@@ -201,6 +205,8 @@ def _template_errors(experiment: Experiment) -> list[SpecError]:
                                     "of this experiment"))
     else:
         for i, declared in enumerate(template.trial_parameters):
+            if declared.name in CHECKPOINT_PLACEHOLDERS:
+                continue
             ref = references[declared.name]
             if ref not in names:
                 errors.append(SpecError(f"spec.trialTemplate.trialParameters[{i}].reference",
@@ -211,4 +217,38 @@ def _template_errors(experiment: Experiment) -> list[SpecError]:
             errors.append(SpecError(f"spec.parameters[{i}].name",
                                     f"parameter {p.name!r} is never used in trialTemplate "
                                     f"(add ${{trialParameters.{p.name}}} to the container's command or args)"))
+    return errors
+
+
+CHECKPOINT_MEANING = {CHECKPOINT_DIR: "the directory this trial writes its checkpoint to",
+                      PARENT_CHECKPOINT_DIR: "the checkpoint it resumes, empty in generation 0"}
+
+
+def _checkpoint_errors(experiment: Experiment) -> list[SpecError]:
+    """pbt trials must read and write checkpoints; other algorithms have none to give."""
+    spec = experiment.spec
+    used = spec.trial_template.placeholders()
+    errors: list[SpecError] = []
+    if uses_checkpoints(experiment):
+        for placeholder in CHECKPOINT_PLACEHOLDERS:
+            if placeholder not in used:
+                errors.append(SpecError("spec.trialTemplate.trialSpec",
+                                        f"algorithm {spec.algorithm.name} needs ${{trialParameters.{placeholder}}} "
+                                        f"({CHECKPOINT_MEANING[placeholder]}) in the training container's command, "
+                                        "args or env"))
+        if spec.algorithm.zoom is not None:
+            errors.append(SpecError("spec.algorithm.zoom", "pbt continues its members' training in one fixed space; "
+                                    "it cannot zoom"))
+        if spec.warm_start is not None:
+            errors.append(SpecError("spec.warmStart", "pbt members resume checkpoints of this experiment's trials; "
+                                    "earlier experiments' trials have none to give"))
+        for i, p in enumerate(spec.parameters):
+            if p.name in CHECKPOINT_PLACEHOLDERS:
+                errors.append(SpecError(f"spec.parameters[{i}].name",
+                                        f"{p.name!r} is reserved for pbt's checkpoint placeholder; rename the parameter"))
+    else:
+        for placeholder in sorted(used & set(CHECKPOINT_PLACEHOLDERS)):
+            errors.append(SpecError("spec.trialTemplate.trialSpec",
+                                    f"${{trialParameters.{placeholder}}} is only provided by algorithm pbt "
+                                    f"(this experiment uses {spec.algorithm.name})"))
     return errors

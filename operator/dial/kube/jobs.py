@@ -7,11 +7,14 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from dial import __version__
 from dial.api.base import API_GROUP, API_VERSION
 from dial.api.experiment import CollectorKind, Experiment
 from dial.api.trial import Trial
 from dial.engine import SpecError, render_job_spec
+from dial.engine.checkpoints import pbt_settings
 from dial.engine.template import primary_container, substitute
 
 EXPERIMENT_LABEL = f"{API_GROUP}/experiment"
@@ -22,6 +25,7 @@ OUTPUT_DIR = "/var/log/dial"
 OUTPUT_FILE = f"{OUTPUT_DIR}/output.log"
 READY_FILE = f"{OUTPUT_DIR}/collector.ready"
 METRICS_VOLUME = "dial-metrics"
+CHECKPOINT_VOLUME = "dial-checkpoints"
 TEMPLATE_CONTAINERS = "spec.trialTemplate.trialSpec.spec.template.spec.containers"
 
 # POSIX sh, so it runs in any image with a shell. It first waits (up to 2 minutes) for the
@@ -86,6 +90,15 @@ def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
         container = primary_container(spec.trial_template.job_spec, spec.trial_template.primary_container_name)
     except KeyError:
         return []  # reported by validate_experiment
+    try:
+        pbt = pbt_settings(experiment)
+    except ValidationError:
+        pbt = None  # reported by validate_experiment
+    if pbt is not None and pbt.checkpoint_claim_name is None and not _mounted(container, pbt.suggestion_trial_dir):
+        return [SpecError("spec.algorithm.settings.checkpoint_claim_name",
+                          f"pbt trials share checkpoints under suggestion_trial_dir {pbt.suggestion_trial_dir!r}: name a "
+                          "PersistentVolumeClaim for the operator to mount there, or mount a shared volume there "
+                          "in the training container")]
     collector = spec.metrics_collector
     if collector.kind is CollectorKind.stdout and not (container.get("command") or container.get("args")):
         return [SpecError(f"{TEMPLATE_CONTAINERS}[{container.get('name', 0)}].command",
@@ -103,7 +116,7 @@ def trial_job(experiment: Experiment, trial: dict[str, Any], collector: Collecto
     name = trial["metadata"]["name"]
     namespace = trial["metadata"].get("namespace") or experiment.metadata.namespace or "default"
     assignment = trial["spec"]["parameterAssignments"]
-    spec = render_job_spec(experiment, name, assignment)
+    spec = render_job_spec(experiment, name, assignment, parent=trial["spec"].get("parentTrial"))
     # The operator must see how the Job ended; a TTL could delete it before that.
     spec.pop("ttlSecondsAfterFinished", None)
     labels = {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: name}
@@ -112,6 +125,7 @@ def trial_job(experiment: Experiment, trial: dict[str, Any], collector: Collecto
     pod = template.setdefault("spec", {})
     pod.setdefault("serviceAccountName", collector.service_account)
     container = primary_container(spec, experiment.spec.trial_template.primary_container_name)
+    _mount_checkpoints(experiment, pod, container)
     source, collector_mounts = _collector_source(experiment, name, namespace, pod, container)
     init = pod.setdefault("initContainers", [])
     init.insert(0, _collector_container(experiment, name, namespace, source, collector_mounts, collector))
@@ -122,6 +136,22 @@ def trial_job(experiment: Experiment, trial: dict[str, Any], collector: Collecto
                      "ownerReferences": [owner_reference(trial)]},
         "spec": spec,
     }
+
+
+def _mounted(container: dict[str, Any], path: str) -> bool:
+    """Whether a volume is mounted at `path` or above it in the container."""
+    return any(path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")
+               for m in container.get("volumeMounts") or [])
+
+
+def _mount_checkpoints(experiment: Experiment, pod: dict[str, Any], container: dict[str, Any]) -> None:
+    """pbt: the checkpoint claim at suggestion_trial_dir, where every trial writes and reads checkpoints."""
+    settings = pbt_settings(experiment)
+    if settings is None or settings.checkpoint_claim_name is None:
+        return
+    pod.setdefault("volumes", []).append(
+        {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": settings.checkpoint_claim_name}})
+    container.setdefault("volumeMounts", []).append({"name": CHECKPOINT_VOLUME, "mountPath": settings.suggestion_trial_dir})
 
 
 def _collector_source(experiment: Experiment, trial_name: str, namespace: str, pod: dict[str, Any],

@@ -237,7 +237,7 @@ class Reconciler:
                 blockers: list[Blocker]) -> None:
         namespace = experiment_raw["metadata"]["namespace"]
         for proposal in proposals:
-            trial = new_trial(experiment, proposal.index, proposal.assignment)
+            trial = new_trial(experiment, proposal.index, proposal.assignment, parent=proposal.parent)
             created = self.kube.create_trial(namespace, trial_body(trial, experiment_raw))
             if created is None:
                 # Someone (an earlier run of this operator) created it: run what is stored, not our proposal.
@@ -248,6 +248,7 @@ class Reconciler:
                 stored = created
                 self.kube.patch_trial_status(namespace, proposal.name, {"phase": TrialPhase.pending.value})
                 params = ", ".join(f"{k}={v}" for k, v in proposal.assignment.items())
+                params += f" (from {proposal.parent})" if proposal.parent else ""
                 self.kube.post_event(experiment_raw, "TrialCreated", f"{proposal.name}: {params}")
                 log.info("%s/%s: created %s: %s", namespace, experiment.name, proposal.name, params)
             self._create_job(namespace, trial_job(experiment, stored, self.collector), blockers)

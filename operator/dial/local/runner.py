@@ -35,10 +35,12 @@ class LocalTrial:
     reader: MetricReader
 
 
-def local_command(experiment: Experiment, trial_name: str, assignment: dict) -> tuple[list[str], dict[str, str], str | None]:
+def local_command(experiment: Experiment, trial_name: str, assignment: dict, *, parent: str | None = None,
+                  checkpoint_root: Path | None = None) -> tuple[list[str], dict[str, str], str | None]:
     """The primary container's command, plain env values and workingDir, parameters substituted."""
     template = experiment.spec.trial_template
-    job_spec = render_job_spec(experiment, trial_name, assignment)
+    job_spec = render_job_spec(experiment, trial_name, assignment, parent=parent,
+                               checkpoint_root=str(checkpoint_root) if checkpoint_root is not None else None)
     container = primary_container(job_spec, template.primary_container_name)
     command = [str(c) for c in [*(container.get("command") or []), *(container.get("args") or [])]]
     env = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
@@ -64,6 +66,8 @@ class LocalRunner:
         self.grace_seconds = grace_seconds
         self.plan = metrics.plan if metrics is not None else plan  # same plan; recorded for Prometheus when asked
         self.running: dict[str, LocalTrial] = {}
+        # pbt's checkpoints (a shared volume on Kubernetes): kept with the results, so --resume finds them.
+        self.checkpoint_root = (output / "checkpoints").resolve()
         self._last_save = 0.0
         self._announced_finish: str | None = None
 
@@ -104,7 +108,7 @@ class LocalRunner:
                 self.display.event(f"stopping {order.name}: {order.reason}: {order.message}")
             local.process.terminate(self.grace_seconds)
         for proposal in current.create:
-            trial = new_trial(self.experiment, proposal.index, proposal.assignment)
+            trial = new_trial(self.experiment, proposal.index, proposal.assignment, parent=proposal.parent)
             self.trials.append(trial)
             self._start(trial, now)
         self.experiment.status = current.status
@@ -119,7 +123,8 @@ class LocalRunner:
         spec = self.experiment.spec
         trial_dir = self.output / "trials" / trial.name
         trial_dir.mkdir(parents=True, exist_ok=True)
-        command, env, working_dir = local_command(self.experiment, trial.name, trial.spec.parameter_assignments)
+        command, env, working_dir = local_command(self.experiment, trial.name, trial.spec.parameter_assignments,
+                                                  parent=trial.spec.parent_trial, checkpoint_root=self.checkpoint_root)
         cwd = self.base_dir / working_dir if working_dir else self.base_dir
         metrics_file = None
         if spec.metrics_collector.kind is CollectorKind.file:
@@ -134,7 +139,8 @@ class LocalRunner:
         reader = MetricReader(spec.objective.metric_names, spec.metrics_collector.format)
         self.running[trial.name] = LocalTrial(trial, process, reader)
         params = " ".join(f"{k}={v}" for k, v in trial.spec.parameter_assignments.items())
-        self.display.event(f"started {trial.name}: {params}")
+        origin = f" (from {trial.spec.parent_trial})" if trial.spec.parent_trial else ""
+        self.display.event(f"started {trial.name}: {params}{origin}")
 
     def _collect(self, now: datetime) -> None:
         for name, local in list(self.running.items()):

@@ -6,13 +6,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord, propose_active
+from dial.search.base import Assignment, Proposal, Strategy, StrategySettings, TrialRecord, propose_active, propose_active_trials
 from dial.search.bayesian import BayesianOptimization
 from dial.search.cmaes import Cmaes
 from dial.search.gp import GpBayesian
 from dial.search.grid import GridSearch
 from dial.search.hyperband import Hyperband
 from dial.search.parego import ParEgo
+from dial.search.pbt import PopulationBasedTraining
 from dial.search.random import RandomSearch
 from dial.search.sobol import SobolSearch
 from dial.search.space import Dimension, SearchSpace
@@ -28,7 +29,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 for _cls in (RandomSearch, GridSearch, BayesianOptimization, SobolSearch, TreeParzen, MultivariateTreeParzen, Cmaes,
-             GpBayesian, Hyperband):
+             GpBayesian, Hyperband, PopulationBasedTraining):
     register(_cls)
 
 
@@ -59,6 +60,6 @@ def multi_objective_names() -> list[str]:
 
 
 __all__ = [
-    "Assignment", "Dimension", "SearchSpace", "Strategy", "StrategySettings", "TrialRecord", "STRATEGIES",
-    "ValidationError", "make_strategy", "multi_objective_names", "propose_active", "register",
+    "Assignment", "Dimension", "Proposal", "SearchSpace", "Strategy", "StrategySettings", "TrialRecord", "STRATEGIES",
+    "ValidationError", "make_strategy", "multi_objective_names", "propose_active", "propose_active_trials", "register",
 ]

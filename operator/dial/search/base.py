@@ -28,6 +28,9 @@ class TrialRecord:
     loss: float | None = None
     finished: bool = False
     losses: tuple[float, ...] | None = None
+    parent: int | None = None  # the trial whose checkpoint this one started from (pbt)
+    # Ended without running to completion (failed, stopped early, interrupted): any checkpoint it left may be partial.
+    incomplete: bool = False
 
     @property
     def objective_losses(self) -> tuple[float, ...] | None:
@@ -39,6 +42,14 @@ class TrialRecord:
     @property
     def running(self) -> bool:
         return not self.finished
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed assignment and, for strategies that continue training, the trial to start from."""
+
+    assignment: Assignment
+    parent: int | None = None
 
 
 class StrategySettings(BaseModel):
@@ -68,6 +79,10 @@ class Strategy:
     def propose(self, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
         raise NotImplementedError
 
+    def propose_trials(self, history: Sequence[TrialRecord], n: int) -> list[Proposal]:
+        """`propose` with lineage; strategies whose trials resume a parent's checkpoint override it."""
+        return [Proposal(a) for a in self.propose(history, n)]
+
     def rng(self, history: Sequence[TrialRecord], salt: int = 0) -> np.random.Generator:
         """A generator seeded by the experiment seed and how far the search has come."""
         return np.random.default_rng([self.seed, len(history), salt])
@@ -76,7 +91,7 @@ class Strategy:
         """Raise ValueError when the strategy cannot work on this space."""
 
 
-def propose_active(strategy: Strategy, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
+def propose_active_trials(strategy: Strategy, history: Sequence[TrialRecord], n: int) -> list[Proposal]:
     """Proposals as trials receive them, on a space with conditional parameters or without.
 
     The strategy sees complete assignments (inactive parameters at one fixed value, so a model is
@@ -84,7 +99,12 @@ def propose_active(strategy: Strategy, history: Sequence[TrialRecord], n: int) -
     """
     space = strategy.space
     complete = [replace(r, assignment=space.complete(r.assignment)) for r in history]
-    return [space.active(a) for a in strategy.propose(complete, n)]
+    return [replace(p, assignment=space.active(p.assignment)) for p in strategy.propose_trials(complete, n)]
+
+
+def propose_active(strategy: Strategy, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
+    """`propose_active_trials` without lineage."""
+    return [p.assignment for p in propose_active_trials(strategy, history, n)]
 
 
 def next_index(history: Sequence[TrialRecord]) -> int:
