@@ -33,7 +33,7 @@ def pbt(**settings: object):
 
 def finish(proposals, history: list[TrialRecord], losses: list[float | None]) -> list[TrialRecord]:
     for p, loss in zip(proposals, losses):
-        history.append(TrialRecord(len(history), p.assignment, loss, True, p.parent))
+        history.append(TrialRecord(len(history), p.assignment, loss, True, parent=p.parent))
     return history
 
 
@@ -76,7 +76,7 @@ def test_same_seed_and_history_give_the_same_proposals_whatever_the_batch_size()
     one_by_one = []
     for _ in range(4):
         # Launched one at a time, as with parallelTrialCount 1: running siblings join the history.
-        proposal = strategy.propose_trials([*history, *[TrialRecord(len(history) + i, p.assignment, None, False, p.parent)
+        proposal = strategy.propose_trials([*history, *[TrialRecord(len(history) + i, p.assignment, None, False, parent=p.parent)
                                                         for i, p in enumerate(one_by_one)]], 1)
         one_by_one += proposal
     assert one_by_one == all_at_once
@@ -95,7 +95,7 @@ def test_failed_segments_rank_last_and_a_generation_without_results_starts_over(
 def test_a_stopped_segment_is_neither_continued_nor_copied_whatever_it_reported():
     strategy = pbt(truncation_threshold=0.5)
     history = finish(strategy.propose_trials([], 4), [], [0.01, 0.1, 0.5, 0.7])
-    history[0] = TrialRecord(0, history[0].assignment, 0.01, True, None, incomplete=True)  # e.g. interrupted
+    history[0] = TrialRecord(0, history[0].assignment, 0.01, True, incomplete=True)  # e.g. interrupted
     parents = [p.parent for p in strategy.propose_trials(history, 4)]
     assert parents[1:3] == [1, 2] and parents[0] in (1, 2) and parents[3] in (1, 2)
 
@@ -146,7 +146,7 @@ def test_pbt_template_without_checkpoint_placeholders_is_refused():
 
 def test_pbt_refuses_zoom_and_warm_start():
     data = pbt_experiment().model_dump(by_alias=True, exclude_none=True, mode="json")
-    data["spec"]["algorithm"]["zoom"] = {}
+    data["spec"]["algorithm"]["zoom"] = {"afterTrials": 4}
     data["spec"]["warmStart"] = {"experiments": ["earlier"]}
     paths = [e.path for e in validate_experiment(parse_experiment(data))]
     assert "spec.algorithm.zoom" in paths and "spec.warmStart" in paths

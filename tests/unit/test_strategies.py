@@ -67,7 +67,7 @@ def run(name: str, settings: dict, sp: SearchSpace, *, seed: int, rounds: int, b
     history: list[TrialRecord] = []
     for _ in range(rounds):
         for p in strategy.propose_trials(history, batch):
-            history.append(TrialRecord(len(history), p.assignment, objective(p.assignment), True, p.parent))
+            history.append(TrialRecord(len(history), p.assignment, objective(p.assignment), True, parent=p.parent))
     return history
 
 
