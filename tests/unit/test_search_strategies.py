@@ -131,3 +131,23 @@ def test_gp_loss_warping_keeps_the_order_and_removes_skew() -> None:
     assert (np.argsort(warped) == np.argsort(y)).all()
     assert abs(skew(warped)) < 0.3 * skew(_standardise(y))  # 0.62 vs 2.56 for this sample
     assert _warp(np.ones(5)).tolist() == [0.0] * 5  # a flat history stays flat
+
+
+def test_gp_past_its_model_cap_is_deterministic_in_bounds_and_spreads_a_batch_beside_running_trials() -> None:
+    from test_strategies import MIXED, loss
+
+    settings = {"max_model_points": 16, "max_fit_points": 8}
+    rng = np.random.default_rng(0)
+    finished = [TrialRecord(i, a, loss(a), True) for i, a in enumerate(MIXED.sample(rng) for _ in range(40))]
+    history = [*finished, TrialRecord(40, MIXED.sample(rng)), TrialRecord(41, MIXED.sample(rng))]
+    first = make_strategy("gp", settings, MIXED, seed=3).propose(history, 3)
+    again = make_strategy("gp", settings, MIXED, seed=3).propose(history, 3)
+    assert first == again
+    assert all(MIXED.contains(a) for a in first)
+    keys = {MIXED.key(a) for a in first} | {MIXED.key(r.assignment) for r in history}
+    assert len(keys) == len(first) + len(history)
+
+
+def test_gp_with_a_capped_model_still_closes_in_on_the_bowl() -> None:
+    capped = run("gp", {"max_model_points": 12, "max_fit_points": 8}, PLANE, seed=1, rounds=30, batch=1, objective=bowl)
+    assert min(r.loss for r in capped) < 0.05  # random search: about 1 in 30 draws

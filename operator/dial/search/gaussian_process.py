@@ -1,7 +1,9 @@
 """A small exact Gaussian process in numpy/scipy: Matern 5/2 ARD kernel, hyperparameters by MAP.
 
-Inputs live in the unit cube; targets are standardised inside. Everything a Bayesian optimiser
-needs and nothing more: fit, add fantasy observations, predict (with input gradients), log-EI.
+Inputs live in the unit cube; targets are standardised by the caller. Everything a Bayesian
+optimiser needs and nothing more: fit, add fantasy observations, predict (with input gradients
+for a batch of points), log-EI. LAPACK is called directly without finiteness checks: the inputs
+are built here, and the checks cost more than the small factorisations themselves.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_solve, cholesky, solve_triangular
+from scipy.linalg import lapack, solve_triangular
 from scipy.optimize import minimize
 from scipy.special import erfcx, log_ndtr
 
@@ -18,7 +20,7 @@ SQRT5 = math.sqrt(5.0)
 LOG_LENGTH_BOUNDS = (math.log(1e-2), math.log(1e2))
 LOG_SIGNAL_BOUNDS = (math.log(1e-2), math.log(1e2))
 LOG_NOISE_BOUNDS = (math.log(1e-6), math.log(0.5))
-MAX_FIT_POINTS = 256
+JITTER = 1e-8
 
 
 def matern52(x1: np.ndarray, x2: np.ndarray, lengths: np.ndarray, signal: float) -> np.ndarray:
@@ -29,6 +31,26 @@ def matern52(x1: np.ndarray, x2: np.ndarray, lengths: np.ndarray, signal: float)
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
     return np.sqrt(np.maximum(sq, 0.0))
+
+
+def _cholesky(k: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor, or None when `k` is not numerically positive definite."""
+    chol, info = lapack.dpotrf(k, lower=1, clean=1)
+    return chol if info == 0 else None
+
+
+def _robust_cholesky(k: np.ndarray) -> np.ndarray:
+    """Cholesky factor, adding growing jitter to the diagonal until it succeeds (duplicate inputs)."""
+    scale = float(np.mean(np.diag(k))) if len(k) else 1.0
+    for jitter in (0.0, 1e-8, 1e-6, 1e-4, 1e-2):
+        chol = _cholesky(k + jitter * scale * np.eye(len(k)) if jitter else k)
+        if chol is not None:
+            return chol
+    raise np.linalg.LinAlgError("kernel matrix is not positive definite even with jitter")
+
+
+def _cho_solve(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return lapack.dpotrs(chol, b, lower=1)[0]
 
 
 @dataclass(frozen=True)
@@ -62,33 +84,59 @@ def _neg_log_posterior(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple
     r = _distance(scaled, scaled)
     e = np.exp(-SQRT5 * r)
     m = (1.0 + SQRT5 * r + 5.0 / 3.0 * r**2) * e
-    k = hyper.signal * m + (hyper.noise + 1e-8) * np.eye(n)
-    try:
-        chol = cholesky(k, lower=True)
-    except np.linalg.LinAlgError:
+    k = hyper.signal * m
+    k[np.diag_indices(n)] += hyper.noise + JITTER
+    chol = _cholesky(k)
+    if chol is None:
         return 1e10, np.zeros_like(theta)
-    alpha = cho_solve((chol, True), y)
+    alpha = _cho_solve(chol, y)
     log_lik = -0.5 * y @ alpha - np.log(np.diag(chol)).sum() - 0.5 * n * math.log(2 * math.pi)
-    w = np.outer(alpha, alpha) - cho_solve((chol, True), np.eye(n))
+    # The inverse from the factor (dpotri fills the lower triangle only).
+    # The inverse from the factor: dpotri fills the lower triangle, the upper one stays zero.
+    lower_inverse, info = lapack.dpotri(chol, lower=1)
+    if info != 0:
+        return 1e10, np.zeros_like(theta)
+    inverse = lower_inverse + lower_inverse.T
+    inverse[np.diag_indices(n)] *= 0.5
+    w = np.outer(alpha, alpha) - inverse
     # d k / d log(length_j) = signal * 5/3 (1 + sqrt5 r) e^{-sqrt5 r} * (x_aj - x_bj)^2 / length_j^2
     wa = w * (hyper.signal * 5.0 / 3.0 * (1.0 + SQRT5 * r) * e)
     row = wa.sum(1)
-    grad_lengths = ((row @ scaled**2) - (scaled * (wa @ scaled)).sum(0))  # 0.5 * 2 * (...)
-    grad_signal = 0.5 * float((w * (hyper.signal * m)).sum())
+    grad_lengths = (row @ scaled**2) - (scaled * (wa @ scaled)).sum(0)  # 0.5 * 2 * (...)
+    grad_signal = 0.5 * float((w * k).sum() - (hyper.noise + JITTER) * np.trace(w))
     grad_noise = 0.5 * hyper.noise * float(np.trace(w))
     grad = np.concatenate([grad_lengths, [grad_signal, grad_noise]])
     prior, prior_grad = _log_prior(theta, d)
     return -(log_lik + prior), -(grad + prior_grad)
 
 
-def fit_hyper(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *, n_restarts: int = 2) -> Hyper:
-    """MAP hyperparameters from a few L-BFGS starts; large histories are subsampled (best kept)."""
-    n, d = x.shape
-    if n > MAX_FIT_POINTS:
-        keep_best = np.argsort(y)[: MAX_FIT_POINTS // 4]
-        rest = np.setdiff1d(np.arange(n), keep_best)
-        chosen = np.concatenate([keep_best, rng.choice(rest, MAX_FIT_POINTS - len(keep_best), replace=False)])
-        x, y = x[chosen], y[chosen]
+def rows_to_keep(x: np.ndarray, y: np.ndarray, cap: int, *, best_share: float, recent_share: float = 0.0) -> np.ndarray:
+    """Indices (sorted) of at most `cap` rows: the best `best_share` of them by target, the latest
+    `recent_share` (rows are in trial order), then the rest one by one as the row farthest from all
+    chosen so far.
+
+    The recent rows keep the model from proposing again where it just looked; the far-first ones
+    leave no explored region without a point. Deterministic: the same history gives the same model.
+    """
+    n = len(y)
+    if n <= cap:
+        return np.arange(n)
+    order = np.argsort(y, kind="stable")
+    chosen = list(dict.fromkeys([*order[: int(cap * best_share)], *range(n - int(cap * recent_share), n)]))
+    gap = np.min(((x[:, None, :] - x[None, chosen, :]) ** 2).sum(2), axis=1) if chosen else np.full(n, np.inf)
+    while len(chosen) < cap:
+        far = int(np.argmax(gap))
+        chosen.append(far)
+        gap = np.minimum(gap, ((x - x[far]) ** 2).sum(1))
+    return np.sort(np.array(chosen))
+
+
+def fit_hyper(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *, n_restarts: int = 2,
+              max_points: int = 128, max_iterations: int = 60) -> Hyper:
+    """MAP hyperparameters from a few L-BFGS starts on at most `max_points` rows (best kept)."""
+    chosen = rows_to_keep(x, y, max_points, best_share=0.25)
+    x, y = x[chosen], y[chosen]
+    d = x.shape[1]
     bounds = [LOG_LENGTH_BOUNDS] * d + [LOG_SIGNAL_BOUNDS, LOG_NOISE_BOUNDS]
     starts = [np.concatenate([np.full(d, math.log(0.5 * math.sqrt(d))), [0.0, math.log(1e-3)]])]
     for _ in range(n_restarts - 1):
@@ -97,7 +145,7 @@ def fit_hyper(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *, n_resta
     best_value, best_theta = math.inf, starts[0]
     for start in starts:
         result = minimize(_neg_log_posterior, start, args=(x, y), jac=True, method="L-BFGS-B", bounds=bounds,
-                          options={"maxiter": 100})
+                          options={"maxiter": max_iterations})
         if result.fun < best_value:
             best_value, best_theta = float(result.fun), result.x
     return Hyper.from_vector(best_theta)
@@ -106,34 +154,49 @@ def fit_hyper(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *, n_resta
 class GaussianProcess:
     """The posterior of a zero-mean GP on standardised targets, for fixed hyperparameters."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, hyper: Hyper):
+    def __init__(self, x: np.ndarray, y: np.ndarray, hyper: Hyper, *, chol: np.ndarray | None = None):
         self.x, self.y, self.hyper = x, y, hyper
-        k = matern52(x, x, hyper.lengths, hyper.signal) + (hyper.noise + 1e-8) * np.eye(len(x))
-        self.chol = cholesky(k, lower=True)
-        self.alpha = cho_solve((self.chol, True), y)
+        if chol is None:
+            k = matern52(x, x, hyper.lengths, hyper.signal)
+            k[np.diag_indices(len(x))] += hyper.noise + JITTER
+            chol = _robust_cholesky(k)
+        self.chol = chol
+        self.alpha = _cho_solve(chol, y)
 
     def with_observations(self, x: np.ndarray, y: np.ndarray) -> "GaussianProcess":
-        return GaussianProcess(np.vstack([self.x, x]), np.concatenate([self.y, y]), self.hyper)
+        """The posterior with more points; the factor grows by one block instead of being redone."""
+        lengths, signal = self.hyper.lengths, self.hyper.signal
+        cross = solve_triangular(self.chol, matern52(self.x, x, lengths, signal), lower=True, check_finite=False)
+        corner = matern52(x, x, lengths, signal) - cross.T @ cross
+        corner[np.diag_indices(len(x))] += self.hyper.noise + JITTER
+        n, k = len(self.x), len(x)
+        chol = np.zeros((n + k, n + k))
+        chol[:n, :n] = self.chol
+        chol[n:, :n] = cross.T
+        chol[n:, n:] = _robust_cholesky(corner)
+        return GaussianProcess(np.vstack([self.x, x]), np.concatenate([self.y, y]), self.hyper, chol=chol)
 
     def predict(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance (of the latent function) at each row of `xq`."""
         kq = matern52(self.x, xq, self.hyper.lengths, self.hyper.signal)
-        v = solve_triangular(self.chol, kq, lower=True)
+        v = solve_triangular(self.chol, kq, lower=True, check_finite=False)
         return kq.T @ self.alpha, np.maximum(self.hyper.signal - (v**2).sum(0), 1e-12)
 
-    def predict_with_gradient(self, xq: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
-        """Mean, variance and their gradients with respect to one input point."""
+    def predict_with_gradient(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and variance at each row of `xq` (q, d), and their gradients (q, d) with respect to it."""
         lengths, signal = self.hyper.lengths, self.hyper.signal
-        diff = (xq[None, :] - self.x) / lengths**2  # (n, d)
-        r = np.sqrt(np.maximum((((xq[None, :] - self.x) / lengths) ** 2).sum(1), 0.0))
+        delta = xq[:, None, :] - self.x[None, :, :]  # (q, n, d)
+        r = np.sqrt(((delta / lengths) ** 2).sum(2))
         e = np.exp(-SQRT5 * r)
-        k = signal * (1.0 + SQRT5 * r + 5.0 / 3.0 * r**2) * e
-        jac = -(signal * 5.0 / 3.0 * (1.0 + SQRT5 * r) * e)[:, None] * diff  # dk/dx, (n, d)
-        v = solve_triangular(self.chol, k, lower=True)
-        kinv_k = solve_triangular(self.chol.T, v, lower=False)
-        mean = float(k @ self.alpha)
-        var = max(signal - float(v @ v), 1e-12)
-        return mean, var, jac.T @ self.alpha, -2.0 * jac.T @ kinv_k
+        k = signal * (1.0 + SQRT5 * r + 5.0 / 3.0 * r**2) * e  # (q, n)
+        jac = -(signal * 5.0 / 3.0 * (1.0 + SQRT5 * r) * e)[:, :, None] * (delta / lengths**2)  # dk/dx, (q, n, d)
+        v = solve_triangular(self.chol, k.T, lower=True, check_finite=False)  # (n, q)
+        kinv_k = solve_triangular(self.chol, v, lower=True, trans="T", check_finite=False)
+        mean = k @ self.alpha
+        var = np.maximum(signal - (v**2).sum(0), 1e-12)
+        dmean = np.einsum("qnd,n->qd", jac, self.alpha)
+        dvar = -2.0 * np.einsum("qnd,nq->qd", jac, kinv_k)
+        return mean, var, dmean, dvar
 
 
 def log_h(z: np.ndarray) -> np.ndarray:
@@ -150,6 +213,7 @@ def log_h(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def log_h_slope(z: float) -> float:
+def log_h_slope(z: np.ndarray) -> np.ndarray:
     """d log h / dz = Phi(z) / h(z)."""
-    return float(math.exp(float(log_ndtr(z)) - float(log_h(np.array([z]))[0])))
+    z = np.asarray(z, dtype=float)
+    return np.exp(log_ndtr(z) - log_h(z))

@@ -2,15 +2,19 @@
 
 Numeric parameters are one unit-cube column each (log scales log-transformed, ints and steps
 rounded before the model sees them); categorical ones are one-hot columns. The acquisition is
-log expected improvement, maximised over quasi-random and near-incumbent candidates and then
-polished by L-BFGS on the continuous columns. Running trials and the proposals of the same call
-enter as "kriging believer" fantasies at the posterior mean, so parallel proposals spread out.
+log expected improvement, scored on quasi-random and near-incumbent candidates at once, the best
+few then polished together by one L-BFGS run on the continuous columns. Running trials and the
+proposals of the same call enter as "kriging believer" fantasies at the posterior mean, so
+parallel proposals spread out. The cost of a proposal is bounded: past `max_model_points` trials
+the model conditions on the best of them, the latest and a far-apart selection of the rest, and the kernel
+hyperparameters are fitted on at most `max_fit_points`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from functools import lru_cache
+from typing import Any, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -18,7 +22,7 @@ from scipy.optimize import minimize
 
 from dial.api.space import ParameterType
 from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord, without_duplicates
-from dial.search.gaussian_process import GaussianProcess, fit_hyper, log_h, log_h_slope
+from dial.search.gaussian_process import GaussianProcess, fit_hyper, log_h, log_h_slope, rows_to_keep
 from dial.search.observed import Observed, decode, snap
 from dial.search.sobol import sobol_points
 
@@ -28,8 +32,13 @@ class GpSettings(StrategySettings):
                                          description="Sobol points before the model is used; default 2 x parameters + 2, at most 10.")
     n_candidates: int = Field(default=1024, ge=16, description="Quasi-random candidates scored per proposal.")
     n_local_candidates: int = Field(default=256, ge=0, description="Candidates drawn around the best trials.")
-    n_polish: int = Field(default=3, ge=0, description="Best candidates refined by L-BFGS.")
+    n_polish: int = Field(default=4, ge=0, description="Best candidates refined together by L-BFGS.")
     n_restarts: int = Field(default=2, ge=1, description="L-BFGS starts when fitting the kernel hyperparameters.")
+    max_fit_points: int = Field(default=128, ge=8, description="Most trials the kernel hyperparameters are fitted on "
+                                                               "(the best quarter, then the rest farthest apart first).")
+    max_model_points: int = Field(default=256, ge=8, description="Most finished trials the model conditions on: the "
+                                                                 "best half, the latest quarter, then the rest "
+                                                                 "farthest apart first.")
     xi: float = Field(default=0.0, ge=0, description="Improvement margin, in standard deviations of the losses.")
     warp_losses: bool = Field(default=True, description="Yeo-Johnson transform of the losses before fitting, so a "
                                                         "few huge losses do not flatten the model everywhere else.")
@@ -41,11 +50,9 @@ class GpBayesian(Strategy):
     settings: GpSettings
 
     def propose(self, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
-        from threadpoolctl import threadpool_limits
-
         # The matrices are small: threaded BLAS only adds synchronisation, and on a busy node
         # (an operator pod shares its CPUs) it makes each call many times slower.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return self._propose(history, n)
 
     def _propose(self, history: Sequence[TrialRecord], n: int) -> list[Assignment]:
@@ -55,17 +62,21 @@ class GpBayesian(Strategy):
             points = sobol_points(len(self.space.dimensions), self.seed, start=len(history), n=n)
             return without_duplicates(self.space, history, [decode(self.space, p) for p in points], self.rng(history))
         rng = self.rng(history)
-        y = _warp(observed.y) if self.settings.warp_losses else _standardise(observed.y)
-        features = self._features(observed.x)
-        gp = GaussianProcess(features, y, fit_hyper(features, y, rng, n_restarts=self.settings.n_restarts))
+        y_all = _warp(observed.y) if self.settings.warp_losses else _standardise(observed.y)
+        all_features = self._features(observed.x)
+        kept = rows_to_keep(all_features, y_all, self.settings.max_model_points, best_share=0.5, recent_share=0.25)
+        x_raw, y, features = observed.x[kept], y_all[kept], all_features[kept]
+        hyper = fit_hyper(features, y, rng, n_restarts=self.settings.n_restarts, max_points=self.settings.max_fit_points)
+        gp = GaussianProcess(features, y, hyper)
         incumbent = float(y.min()) - self.settings.xi
         # Failed trials count as the worst seen; running ones as what the model expects of them.
         if len(observed.failed):
-            gp = gp.with_observations(self._features(observed.failed), np.full(len(observed.failed), y.max()))
+            failed = observed.failed[-self.settings.max_model_points // 4:]
+            gp = gp.with_observations(self._features(failed), np.full(len(failed), y_all.max()))
         if len(observed.running):
             pending = self._features(observed.running)
             gp = gp.with_observations(pending, gp.predict(pending)[0])
-        best_raw = observed.x[np.argsort(observed.y)[:5]]
+        best_raw = x_raw[np.argsort(y, kind="stable")[:5]]
         proposals: list[np.ndarray] = []
         for i in range(n):
             raw = self._maximise(gp, incumbent, best_raw, rng, salt=len(history) + i)
@@ -81,19 +92,22 @@ class GpBayesian(Strategy):
 
     def _features(self, raw: np.ndarray) -> np.ndarray:
         """Model inputs of unit points: snapped numeric columns, then one-hot categorical columns."""
-        continuous = self._continuous()
-        if len(continuous) == len(self.space.dimensions):
-            snapped = np.clip(raw, 0.0, 1.0)  # nothing to round: skip the per-point decoding
-        else:
-            snapped = np.array([snap(self.space, p) for p in raw]).reshape(raw.shape)
+        raw = np.clip(raw, 0.0, 1.0)
+        conditional = bool(self.space.conditions)
+        if conditional:
+            # An inactive parameter's fixed value depends on the whole point: snap point by point.
+            raw = np.array([snap(self.space, p) for p in raw]).reshape(raw.shape)
+        continuous = set(self._continuous())
         columns = []
         for j, dim in enumerate(self.space.dimensions):
             if dim.kind is ParameterType.categorical:
                 k = len(dim.choices)
-                # Snapped, not raw: an inactive conditional parameter's column holds its one fixed value.
-                columns.append(np.eye(k)[np.minimum((snapped[:, j] * k).astype(int), k - 1)])
+                columns.append(np.eye(k)[np.minimum((raw[:, j] * k).astype(int), k - 1)])
+            elif j in continuous or conditional:
+                columns.append(raw[:, j:j + 1])
             else:
-                columns.append(snapped[:, j:j + 1])
+                # Column by column, the unit value of what the point decodes to (ints, steps, lists).
+                columns.append(np.array([dim.to_unit(dim.from_unit(u)) for u in raw[:, j]]).reshape(-1, 1))
         return np.hstack(columns)
 
     def _continuous(self) -> list[int]:
@@ -126,54 +140,97 @@ class GpBayesian(Strategy):
         local = np.where(jump & self._categorical_mask()[None, :], rng.random(local.shape), local)
         candidates = np.vstack([global_points, local])
         scores = self._log_ei(gp, incumbent, candidates)
-        order = np.argsort(-scores)
+        order = np.argsort(-scores, kind="stable")
         best_point, best_score = candidates[order[0]], float(scores[order[0]])
         movable = self._continuous()
-        if movable:
-            for start in candidates[order[: self.settings.n_polish]]:
-                point, score = self._polish(gp, incumbent, start, movable)
-                if score > best_score:
-                    best_point, best_score = point, score
+        if movable and self.settings.n_polish:
+            points = self._polish(gp, incumbent, candidates[order[: self.settings.n_polish]], movable)
+            polished = self._log_ei(gp, incumbent, points)
+            top = int(np.argmax(polished))
+            if polished[top] > best_score:
+                best_point = points[top]
         return best_point
 
     def _categorical_mask(self) -> np.ndarray:
         return np.array([d.kind is ParameterType.categorical for d in self.space.dimensions])
 
-    def _polish(self, gp: GaussianProcess, incumbent: float, start: np.ndarray, movable: list[int]) -> tuple[np.ndarray, float]:
-        base = self._features(start[None, :])[0]
+    def _polish(self, gp: GaussianProcess, incumbent: float, starts: np.ndarray, movable: list[int]) -> np.ndarray:
+        """Local maxima of log-EI from each start, moving only the continuous coordinates.
+
+        The starts are independent, so one L-BFGS run on the sum of their log-EIs moves them all
+        at the cost of one batched model evaluation per step.
+        """
+        base = self._features(starts)
         columns = [self._feature_column(j) for j in movable]
+        q, m = len(starts), len(movable)
 
         def negative(values: np.ndarray) -> tuple[float, np.ndarray]:
             x = base.copy()
-            x[columns] = values
+            x[:, columns] = values.reshape(q, m)
             mean, var, dmean, dvar = gp.predict_with_gradient(x)
-            sigma = math.sqrt(var)
+            sigma = np.sqrt(var)
             z = (incumbent - mean) / sigma
-            value = math.log(sigma) + float(log_h(np.array([z]))[0])
-            dsigma = dvar / (2.0 * sigma)
-            dz = (-dmean - z * dsigma) / sigma
-            grad = dsigma / sigma + log_h_slope(z) * dz
-            return -value, -grad[columns]
+            value = np.log(sigma) + log_h(z)
+            dsigma = dvar / (2.0 * sigma[:, None])
+            dz = (-dmean - z[:, None] * dsigma) / sigma[:, None]
+            grad = dsigma / sigma[:, None] + log_h_slope(z)[:, None] * dz
+            if not np.isfinite(value).all():
+                return math.inf, np.zeros(q * m)
+            return -float(value.sum()), -grad[:, columns].ravel()
 
-        result = minimize(negative, start[movable], jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * len(movable),
-                          options={"maxiter": 50})
-        point = start.copy()
-        point[movable] = np.clip(result.x, 0.0, 1.0)
-        return point, float(-result.fun) if np.isfinite(result.fun) else -math.inf
+        result = minimize(negative, starts[:, movable].ravel(), jac=True, method="L-BFGS-B",
+                          bounds=[(0.0, 1.0)] * (q * m), options={"maxiter": 50})
+        points = starts.copy()
+        points[:, movable] = np.clip(result.x.reshape(q, m), 0.0, 1.0)
+        return points
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """One inspection of the loaded BLAS libraries per process (each inspection costs about a millisecond)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _warp(y: np.ndarray) -> np.ndarray:
     """Standardised, Yeo-Johnson transformed (order kept, skew removed), standardised again."""
-    from scipy.stats import yeojohnson
-
     z = _standardise(y)
     if len(z) < 4 or float(z.std()) == 0.0:
         return z
-    try:
-        warped, _ = yeojohnson(z)
-    except (ValueError, FloatingPointError, OverflowError):
-        return z
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        warped = _yeo_johnson(z, np.array([_yeo_johnson_lambda(z)]))[0]
     return _standardise(warped) if np.isfinite(warped).all() else z
+
+
+def _yeo_johnson(z: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """Row i: the Yeo-Johnson transform of `z` with `lambdas[i]`."""
+    lam = lambdas[:, None]
+    positive = z >= 0
+    log_pos = np.log1p(np.where(positive, z, 0.0))[None, :]
+    log_neg = np.log1p(np.where(positive, 0.0, -z))[None, :]
+    near_zero, near_two = np.abs(lam) < 1e-12, np.abs(2.0 - lam) < 1e-12
+    pos_part = np.where(near_zero, log_pos, np.expm1(lam * log_pos) / np.where(near_zero, 1.0, lam))
+    neg_part = -np.where(near_two, log_neg, np.expm1((2.0 - lam) * log_neg) / np.where(near_two, 1.0, 2.0 - lam))
+    return np.where(positive[None, :], pos_part, neg_part)
+
+
+def _yeo_johnson_lambda(z: np.ndarray) -> float:
+    """The maximum-likelihood lambda (what scipy's yeojohnson finds), from a coarse then a fine grid.
+
+    One vectorised pass per grid instead of scipy's scalar Brent search, which costs tens of
+    milliseconds at a thousand losses.
+    """
+    coarse = _most_likely(z, np.linspace(-6.0, 6.0, 121))
+    return _most_likely(z, np.linspace(coarse - 0.1, coarse + 0.1, 41))
+
+
+def _most_likely(z: np.ndarray, lambdas: np.ndarray) -> float:
+    jacobian = (np.sign(z) * np.log1p(np.abs(z))).sum()
+    variance = _yeo_johnson(z, lambdas).var(axis=1)
+    llf = -0.5 * len(z) * np.log(np.maximum(variance, 1e-300)) + (lambdas - 1.0) * jacobian
+    llf[~np.isfinite(llf)] = -np.inf
+    return float(lambdas[int(np.argmax(llf))])
 
 
 def _standardise(y: np.ndarray) -> np.ndarray:
