@@ -132,7 +132,7 @@ def rows_to_keep(x: np.ndarray, y: np.ndarray, cap: int, *, best_share: float, r
 
 
 def fit_hyper(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *, n_restarts: int = 2,
-              max_points: int = 128, max_iterations: int = 60) -> Hyper:
+              max_points: int = 64, max_iterations: int = 100) -> Hyper:
     """MAP hyperparameters from a few L-BFGS starts on at most `max_points` rows (best kept)."""
     chosen = rows_to_keep(x, y, max_points, best_share=0.25)
     x, y = x[chosen], y[chosen]
