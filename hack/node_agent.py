@@ -30,7 +30,7 @@ binds to them, each container as a local process:
   the main containers are done. ``restartPolicy`` Always/OnFailure/Never is honoured.
 * Deletion: SIGTERM to the process group, the grace period, then SIGKILL; the pod is put in a
   terminal phase and removed (delete with grace 0), as kubelet does.
-* CPU priority: pod processes run at ``nice`` 10 (``DIAL_POD_NICE``; 0 turns it off). A real node
+* CPU priority: pod processes run at ``nice`` 19 (``DIAL_POD_NICE``; 0 turns it off). A real node
   gives the control plane and the operator CPU of their own (requests, separate machines); on
   one small machine shared with the trials, the niceness simulates that isolation, so busy trials
   slow each other and not the API server or the operator.
@@ -70,7 +70,7 @@ log = logging.getLogger("node-agent")
 KUBELET_VERSION = "v1.37.2-dial"
 
 
-POD_NICENESS = int(os.environ.get("DIAL_POD_NICE", "10"))
+POD_NICENESS = int(os.environ.get("DIAL_POD_NICE", "19"))
 NICE = shutil.which("nice") or "nice"
 
 

@@ -244,14 +244,16 @@ class Reconciler:
                 stored = self.kube.get_trial(namespace, proposal.name)
                 if stored is None:
                     continue
-            else:
-                stored = created
-                self.kube.patch_trial_status(namespace, proposal.name, {"phase": TrialPhase.pending.value})
-                params = ", ".join(f"{k}={v}" for k, v in proposal.assignment.items())
-                params += f" (from {proposal.parent})" if proposal.parent else ""
-                self.kube.post_event(experiment_raw, "TrialCreated", f"{proposal.name}: {params}")
-                log.info("%s/%s: created %s: %s", namespace, experiment.name, proposal.name, params)
-            self._create_job(namespace, trial_job(experiment, stored, self.collector), blockers)
+                self._create_job(namespace, trial_job(experiment, stored, self.collector), blockers)
+                continue
+            # The Job first: the status and the event only inform people. A Trial with no status reads
+            # as Pending, so a crash before the patch changes nothing but what kubectl shows meanwhile.
+            self._create_job(namespace, trial_job(experiment, created, self.collector), blockers)
+            self.kube.patch_trial_status(namespace, proposal.name, {"phase": TrialPhase.pending.value})
+            params = ", ".join(f"{k}={v}" for k, v in proposal.assignment.items())
+            params += f" (from {proposal.parent})" if proposal.parent else ""
+            self.kube.post_event(experiment_raw, "TrialCreated", f"{proposal.name}: {params}")
+            log.info("%s/%s: created %s: %s", namespace, experiment.name, proposal.name, params)
 
     def _ensure_jobs(self, experiment: Experiment, world: World, trials: list[Trial], blockers: list[Blocker]) -> None:
         """A Trial created by a run that crashed (or was refused) before its Job: create the Job now."""
