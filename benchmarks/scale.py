@@ -167,6 +167,7 @@ def scrape(port: int) -> dict[str, float]:
 def run(n_experiments: int, n_trials: int, parallel: int, timeout: float, workers: int) -> dict[str, Any]:
     if subprocess.run([sys.executable, CLUSTER, "up"], capture_output=True, text=True).returncode != 0:
         raise SystemExit("hack/cluster up failed")
+    load_before = os.getloadavg()  # others' work on a shared machine shows here
     cluster = Cluster(_state())
     cluster.apply_crds(str(REPO / "crds"))
     tag = uuid.uuid4().hex[:6]
@@ -237,7 +238,7 @@ def run(n_experiments: int, n_trials: int, parallel: int, timeout: float, worker
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "load_average_before": os.getloadavg(), "workers": workers,
+        "load_average_before": load_before, "load_average_after": os.getloadavg(), "workers": workers,
         "experiments": n_experiments, "trials_per_experiment": n_trials, "parallel_per_experiment": parallel,
         "max_running": n_experiments * parallel, "trials_created": n_done, "wall_seconds": round(wall, 1),
         "phases": dict(Counter(e["status"]["phase"] for e in experiments)),
@@ -307,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON too")
     args = parser.parse_args(argv)
     result = run(args.experiments, args.trials, args.parallel, args.timeout, args.workers)
-    print(f"{result['date']}, {result['machine']}")
+    print(f"{result['date']}, {result['machine']}; load average before "
+          f"{'/'.join(f'{x:.1f}' for x in result['load_average_before'])}, after "
+          f"{'/'.join(f'{x:.1f}' for x in result['load_average_after'])}")
     print(table(result))
     if args.json:
         print(json.dumps(result, indent=1))
