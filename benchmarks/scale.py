@@ -6,8 +6,8 @@ N experiments of the peaks example (random search, real short trials) are applie
 namespace and run to the end. Measured: apply -> first Job (p50/p95), slot freed (a Job finished) -> the
 experiment's next Job (p50/p95), proposals per second, the operator's API requests and writes per trial
 (from the API server's own metrics: an APF FlowSchema per identity, so other users of a shared cluster do
-not count), the operator's CPU seconds and peak RSS, and the watch events it was sent. Prints a
-markdown table (`--json` for the raw numbers).
+not count), the operator's CPU seconds and peak RSS, and the watch events it was sent and handled (queued a
+reconcile, or dropped as changing nothing it reads). Prints a markdown table (`--json` for the raw numbers).
 """
 
 from __future__ import annotations
@@ -161,6 +161,9 @@ def scrape(port: int) -> dict[str, float]:
         if line.startswith("dial_proposal_duration_seconds_") and not line.startswith("#"):
             name, value = line.split(" ")[0].split("{")[0], float(line.rsplit(" ", 1)[1])
             out[name] += value
+        elif line.startswith("dial_watch_events_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            out[f"watch {labels['kind']} {labels['outcome']}"] += float(line.rsplit(" ", 1)[1])
     return out
 
 
@@ -209,7 +212,7 @@ def run(n_experiments: int, n_trials: int, parallel: int, timeout: float, worker
         time.sleep(2)  # the last patches and events land
         after = api_metrics(cluster)
         cpu_after, peak_rss = proc_usage(operator.pid)
-        proposals = scrape(metrics_port)
+        scraped = scrape(metrics_port)
     finally:
         watch.stop.set()
         operator.terminate()
@@ -246,8 +249,8 @@ def run(n_experiments: int, n_trials: int, parallel: int, timeout: float, worker
         "slot_to_job_p50_s": percentile(slot_to_job, 0.5), "slot_to_job_p95_s": percentile(slot_to_job, 0.95),
         "n_slot_samples": len(slot_to_job),
         "trials_per_second": n_done / wall,
-        "planning_calls_with_proposals": proposals.get("dial_proposal_duration_seconds_count", 0.0),
-        "proposal_planning_seconds": proposals.get("dial_proposal_duration_seconds_sum", 0.0),
+        "planning_calls_with_proposals": scraped.get("dial_proposal_duration_seconds_count", 0.0),
+        "proposal_planning_seconds": scraped.get("dial_proposal_duration_seconds_sum", 0.0),
         "operator_requests_per_trial": operator_requests / n_done,
         "operator_writes_per_trial": operator_writes / n_done,
         "collector_requests_per_trial": collector_requests / n_done,
@@ -256,6 +259,7 @@ def run(n_experiments: int, n_trials: int, parallel: int, timeout: float, worker
         "cluster_writes_per_trial": all_writes / n_done,
         "operator_cpu_seconds": round(cpu_after - cpu_before, 1), "peak_rss_mb": round(peak_rss, 1),
         "watch_events": dict(watch.counts), "namespace": namespace,
+        "operator_watch_events": {k.removeprefix("watch "): v for k, v in scraped.items() if k.startswith("watch ")},
     }
     cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return result
@@ -288,6 +292,8 @@ def table(r: dict[str, Any]) -> str:
          _met(r["peak_rss_mb"] < TARGETS["peak_rss_mb"], "RSS < 300 MB")),
         ("watch events sent", ", ".join(f"{k} {v}" for k, v in sorted(r["watch_events"].items()))
          + f" (total {sum(r['watch_events'].values())})", ""),
+        ("watch events the operator handled", ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["operator_watch_events"].items()))
+         + " (dropped: changed nothing the reconcile reads)", ""),
     ]
     lines = ["| measure | value | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]

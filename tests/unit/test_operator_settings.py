@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import kopf
+from prometheus_client import generate_latest
 
 from dial.kube import handlers
 from dial.kube.relevance import ChangeFilter, job_fingerprint, pod_fingerprint, experiment_fingerprint
+from dial.metrics.exporter import DialMetrics
 
 
 class RecordingQueue:
@@ -28,7 +30,8 @@ class RecordingQueue:
 def _memo() -> kopf.Memo:
     filters = {"experiments": ChangeFilter(experiment_fingerprint), "jobs": ChangeFilter(job_fingerprint),
                "pods": ChangeFilter(pod_fingerprint)}
-    return kopf.Memo(resync_seconds=3600.0, namespaces=[], kube=None, queue=RecordingQueue(), filters=filters)
+    return kopf.Memo(resync_seconds=3600.0, namespaces=[], kube=None, queue=RecordingQueue(), filters=filters,
+                     metrics=DialMetrics())
 
 
 def test_startup_starts_the_queue_and_the_resync_and_cleanup_stops_them() -> None:
@@ -57,6 +60,9 @@ def test_pod_status_noise_queues_nothing_and_a_container_ending_queues_its_exper
     event(pod("2", running, podIP="10.0.0.7"))  # an IP, a condition, a probe: nothing the reconcile reads
     event(pod("3", {"terminated": {"exitCode": 0, "reason": "Completed"}}))
     assert memo.queue.added == [("ns", "peaks"), ("ns", "peaks")]
+    text = generate_latest(memo.metrics.registry).decode()
+    assert 'dial_watch_events_total{kind="pods",outcome="queued"} 2.0' in text
+    assert 'dial_watch_events_total{kind="pods",outcome="dropped"} 1.0' in text
 
 
 def test_an_experiment_status_echo_is_dropped_but_a_spec_edit_and_a_deletion_are_not() -> None:

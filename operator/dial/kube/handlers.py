@@ -47,28 +47,32 @@ def shutdown(memo: kopf.Memo, **_: Any) -> None:
 async def experiment_changed(type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
                              **_: Any) -> None:
     # DELETED too: the reconcile finds it gone and drops its Prometheus series.
-    if memo.filters["experiments"].changed(type, body):
-        memo.queue.add((namespace, name))
+    _queue_if(memo, "experiments", memo.filters["experiments"].changed(type, body), (namespace, name))
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "trials", labels=OWNED)
 async def trial_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
     # Every Trial event counts: observations of running trials feed stop rules and strategies.
-    memo.queue.add((namespace, labels[EXPERIMENT_LABEL]))
+    _queue_if(memo, "trials", True, (namespace, labels[EXPERIMENT_LABEL]))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 async def job_changed(type: str | None, body: kopf.Body, namespace: str, labels: dict[str, str],
                       memo: kopf.Memo, **_: Any) -> None:
-    if memo.filters["jobs"].changed(type, body):
-        memo.queue.add((namespace, labels[EXPERIMENT_LABEL]))
+    _queue_if(memo, "jobs", memo.filters["jobs"].changed(type, body), (namespace, labels[EXPERIMENT_LABEL]))
 
 
 @kopf.on.event("v1", "pods", labels=OWNED)
 async def pod_changed(type: str | None, body: kopf.Body, namespace: str, labels: dict[str, str],
                       memo: kopf.Memo, **_: Any) -> None:
-    if memo.filters["pods"].changed(type, body):
-        memo.queue.add((namespace, labels[EXPERIMENT_LABEL]))
+    _queue_if(memo, "pods", memo.filters["pods"].changed(type, body), (namespace, labels[EXPERIMENT_LABEL]))
+
+
+def _queue_if(memo: kopf.Memo, kind: str, relevant: bool, key: tuple[str, str]) -> None:
+    if memo.metrics is not None:
+        memo.metrics.watch_events.labels(kind, "queued" if relevant else "dropped").inc()
+    if relevant:
+        memo.queue.add(key)
 
 
 def _resync_loop(memo: kopf.Memo, stop: threading.Event) -> None:

@@ -29,7 +29,7 @@ def run_operator(*, namespaces: list[str], all_namespaces: bool, collector: Coll
                                                   on_failure=metrics.reconcile_failed if metrics else None)
     filters = {"experiments": ChangeFilter(experiment_fingerprint), "jobs": ChangeFilter(job_fingerprint),
                "pods": ChangeFilter(pod_fingerprint)}
-    memo = kopf.Memo(kube=kube, queue=queue, filters=filters, resync_seconds=resync_seconds,
+    memo = kopf.Memo(kube=kube, queue=queue, filters=filters, metrics=metrics, resync_seconds=resync_seconds,
                      namespaces=[] if all_namespaces else list(namespaces))
     kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=[] if all_namespaces else namespaces,
              liveness_endpoint=liveness_endpoint, memo=memo)

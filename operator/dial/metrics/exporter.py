@@ -110,6 +110,9 @@ class DialMetrics(Collector):
         self.api_retries = Counter(
             "dial_api_retries", "Kubernetes API calls that failed and are retried, by cause.",
             ["reason"], registry=self.registry)
+        self.watch_events = Counter(
+            "dial_watch_events", "Watch events the operator received, by kind and whether they queued a reconcile "
+            "(dropped: nothing the reconcile reads changed).", ["kind", "outcome"], registry=self.registry)
         for kind in RECONCILE_ERROR_KINDS:
             self.reconcile_errors.labels(kind)
         for reason in API_ERROR_REASONS:
