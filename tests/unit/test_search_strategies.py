@@ -133,13 +133,14 @@ def test_gp_loss_warping_keeps_the_order_and_removes_skew() -> None:
     assert _warp(np.ones(5)).tolist() == [0.0] * 5  # a flat history stays flat
 
 
-def test_gp_past_its_model_cap_is_deterministic_in_bounds_and_spreads_a_batch_beside_running_trials() -> None:
+def test_gp_past_its_model_cap_is_deterministic_in_bounds_and_spreads_a_batch_beside_running_and_failed_trials() -> None:
     from test_strategies import MIXED, loss
 
     settings = {"max_model_points": 16, "max_fit_points": 8}
     rng = np.random.default_rng(0)
     finished = [TrialRecord(i, a, loss(a), True) for i, a in enumerate(MIXED.sample(rng) for _ in range(40))]
-    history = [*finished, TrialRecord(40, MIXED.sample(rng)), TrialRecord(41, MIXED.sample(rng))]
+    failed = [TrialRecord(40 + i, MIXED.sample(rng), None, True) for i in range(3)]
+    history = [*finished, *failed, TrialRecord(43, MIXED.sample(rng)), TrialRecord(44, MIXED.sample(rng))]
     first = make_strategy("gp", settings, MIXED, seed=3).propose(history, 3)
     again = make_strategy("gp", settings, MIXED, seed=3).propose(history, 3)
     assert first == again
