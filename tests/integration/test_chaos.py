@@ -234,7 +234,11 @@ def test_throttled_operator_backs_off_and_finishes(cluster, dial_namespace, tmp_
         for name in manifests:
             wait_for_phase(cluster, operator, ns, name, ("Succeeded", "Failed"), timeout=300)
         assert operator.proc.poll() is None and operator.n_starts == 1, f"the operator exited:\n{operator.log()}"
-        assert "API error 429" in operator.log(tail=10**7), "no throttled reconcile was retried"
+        # Which requests collide is timing: kopf's watch LISTs (retried by kopf) or a reconcile's calls
+        # (retried by the work queue after Retry-After, unit-tested in test_kube_workqueue.py).
+        log_text = operator.log(tail=10**7)
+        retried = [line for line in log_text.splitlines() if "429" in line and ("will retry" in line or "retrying in" in line)]
+        assert retried, f"no throttled request was retried:\n{log_text}"
         for name in manifests:
             assert_ran_exactly_once(cluster, ns, name, n_trials)  # 2 at a time: the order of outcomes varies
         tally(f"operator throttled: every concurrent request answered 429 ({n_rejected:.0f}) for the first ~10 s+",
