@@ -24,3 +24,13 @@ class ApiModel(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON-able dict as it appears in YAML and in the Kubernetes API."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def first_repeat(names: list[str]) -> tuple[int, str] | None:
+    """The index and value of the first name that appeared earlier in the list, or None."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            return i, name
+        seen.add(name)
+    return None

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from dial.api.base import API_GROUP, API_VERSION, ApiModel
+from dial.api.base import API_GROUP, API_VERSION, ApiModel, first_repeat
 from dial.api.space import ParameterSpec, ParameterValue
 from dial.api.warm_start import WarmStartSpec, WarmStartStatus
 from dial.api.zoom import ZoomSpec, ZoomStatus
@@ -73,11 +73,8 @@ class ObjectiveSpec(ApiModel):
                              "(two or more), not both")
         if self.goal is not None:
             raise ValueError("goal: only for a single objective (a Pareto front has no one value to reach)")
-        seen: set[str] = set()
-        for i, target in enumerate(self.objectives):
-            if target.metric_name in seen:
-                raise ValueError(f"objectives[{i}].metricName: {target.metric_name!r} is named twice")
-            seen.add(target.metric_name)
+        if repeat := first_repeat([target.metric_name for target in self.objectives]):
+            raise ValueError(f"objectives[{repeat[0]}].metricName: {repeat[1]!r} is named twice")
         return self
 
     @property
@@ -218,11 +215,8 @@ class ExperimentSpec(ApiModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ExperimentSpec":
-        seen: set[str] = set()
-        for i, p in enumerate(self.parameters):
-            if p.name in seen:
-                raise ValueError(f"parameters[{i}].name: {p.name!r} is declared twice")
-            seen.add(p.name)
+        if repeat := first_repeat([p.name for p in self.parameters]):
+            raise ValueError(f"parameters[{repeat[0]}].name: {repeat[1]!r} is declared twice")
         return self
 
     def parameter(self, name: str) -> ParameterSpec:

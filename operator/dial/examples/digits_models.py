@@ -1,22 +1,20 @@
 """Two model families on scikit-learn's bundled digits data, each with its own hyperparameters.
 
 `--model svm` takes `--C` and `--gamma`; `--model sgd` takes `--alpha` and `--penalty`. Each fold
-of a stratified k-fold cross-validation is a step: the program prints `fold=<k> accuracy=<mean so
-far>`. A hyperparameter of the other family is refused, so a conditional experiment that passed
-one by mistake fails loudly instead of ignoring it.
+of a stratified k-fold cross-validation is a step, printed as `dial.examples.sklearn_digits` does.
+A hyperparameter of the other family is refused, so a conditional experiment that passed one by
+mistake fails loudly instead of ignoring it.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
-import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
+
+from dial.examples.sklearn_digits import cross_validate
 
 FAMILY_OPTIONS = {"svm": ("C", "gamma"), "sgd": ("alpha", "penalty")}
 
@@ -43,14 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--penalty", choices=["l2", "l1", "elasticnet"])
     parser.add_argument("--folds", type=int, default=3)
     args = parser.parse_args(argv)
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    scores: list[float] = []
-    started = time.monotonic()
-    for k, (train, test) in enumerate(StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0).split(X, y),
-                                      start=1):
-        scores.append(float(build(args).fit(X[train], y[train]).score(X[test], y[test])))
-        print(f"fold={k} accuracy={np.mean(scores):.6f} seconds={time.monotonic() - started:.3f}", flush=True)
+    build(args)  # refuses the other family's options before any training
+    cross_validate(lambda: build(args), args.folds)
 
 
 if __name__ == "__main__":
