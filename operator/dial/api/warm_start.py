@@ -17,11 +17,13 @@ class WarmStartSpec(ApiModel):
 
 
 class PriorTrial(ApiModel):
-    """One earlier trial as this experiment sees it: active parameters and the objective by this experiment's metric."""
+    """One earlier trial as this experiment sees it: active parameters and the objective(s) by this experiment's metrics."""
 
     source: str
     parameters: dict[str, ParameterValue]
-    objective: float
+    objective: float  # the first objective's value when there are several
+    # Multi-objective experiments only: every objective's value by metric name, as in a Trial's status.
+    objectives: dict[str, float] | None = None
 
 
 class WarmStartStatus(ApiModel):

@@ -126,8 +126,6 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
     for i, name in enumerate(spec.warm_start.experiments if spec.warm_start is not None else []):
         if name == experiment.name:
             errors.append(SpecError(f"spec.warmStart.experiments[{i}]", "an experiment cannot warm start from itself"))
-    if spec.warm_start is not None and len(spec.objective.targets) > 1:
-        errors.append(SpecError("spec.warmStart", "warm start takes single-objective experiments only"))
     if spec.algorithm.zoom is not None and spec.objective.is_multi:
         errors.append(SpecError("spec.algorithm.zoom", "zooms in around the best trial; a multi-objective experiment "
                                                        "has a Pareto front, not one best trial"))

@@ -22,8 +22,8 @@ _WITH_OBJECTIVE = (TrialPhase.succeeded, TrialPhase.early_stopped)
 def snapshot(experiment: Experiment, sources: Sequence[tuple[str, Sequence[Trial] | None]]) -> WarmStartStatus:
     """The usable earlier trials of each (source name, its trials or None when not found), with a note per source.
 
-    A trial is usable when it finished with this experiment's objective metric and its
-    parameters fit this experiment's space (inactive conditional ones are dropped); others are
+    A trial is usable when it finished with every one of this experiment's objective metrics and
+    its parameters fit this experiment's space (inactive conditional ones are dropped); others are
     skipped and counted, never an error.
     """
     space = SearchSpace.from_parameters(experiment.spec.parameters)
@@ -54,9 +54,9 @@ def _prior(experiment: Experiment, space: SearchSpace, source: str, trial: Trial
     if trial.phase not in _WITH_OBJECTIVE:
         return None, "not finished with an objective" if trial.phase.is_terminal else "still running"
     status = trial.status.model_copy(deep=True)
-    status.update_objective(objective)  # by this experiment's metric and metricStrategy
-    if status.objective is None:
-        return None, f"without {objective.metric_name}"
+    status.update_objective(objective)  # by this experiment's metrics and metricStrategy
+    if missing := status.missing_objectives(objective):
+        return None, f"without {missing[0]}"
     assignment = dict(trial.spec.parameter_assignments)
     unknown = sorted(set(assignment) - set(space.names))
     if unknown:
@@ -68,15 +68,25 @@ def _prior(experiment: Experiment, space: SearchSpace, source: str, trial: Trial
     outside = next((d.name for d in space.dimensions if d.name in active and not d.contains(active[d.name])), None)
     if outside is not None:
         return None, f"with {outside!r} outside this experiment's feasibleSpace"
-    return PriorTrial(source=f"{source}/{trial.name}", parameters=active, objective=status.objective), ""
+    # Every objective is known here, the first (`status.objective`) included.
+    return PriorTrial(source=f"{source}/{trial.name}", parameters=active,
+                      objective=status.objective, objectives=status.objectives), ""  # type: ignore[arg-type]
 
 
 def prior_records(experiment: Experiment) -> list[TrialRecord]:
     """The snapshot as finished history records, indexed -n..-1 so they sort before (and never
-    collide with) this experiment's own trials."""
+    collide with) this experiment's own trials; with several objectives each carries every loss."""
     snap = experiment.status.warm_start
     if snap is None:
         return []
     objective, n = experiment.spec.objective, len(snap.trials)
-    return [TrialRecord(index=i - n, assignment=dict(p.parameters), loss=objective.loss(p.objective), finished=True)
-            for i, p in enumerate(snap.trials)]
+    records = []
+    for i, p in enumerate(snap.trials):
+        losses = objective.losses(p.objectives or {}) if objective.is_multi else None
+        if objective.is_multi and losses is None:
+            # Only a snapshot taken under other objectives (an edited spec) lacks one: such a prior says
+            # nothing about this search, and as a record without losses it would pass for a failed trial.
+            continue
+        loss = losses[0] if losses is not None else objective.loss(p.objective)
+        records.append(TrialRecord(index=i - n, assignment=dict(p.parameters), loss=loss, finished=True, losses=losses))
+    return records
