@@ -1,8 +1,8 @@
 """The optimisers compared: Dial's strategies and the peers, each run for a fixed number of evaluations.
 
 Every runner takes a problem, a seed and a budget and returns the losses in evaluation order;
-every latency probe takes a space, a history of (assignment, loss) and returns the seconds one
-proposal took with that history.
+every latency probe takes a space, a history of (assignment, loss) and a loss, and returns the
+seconds of consecutive proposals made from that history on, as in a running experiment.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from problems import Problem
 
 Runner = Callable[[Problem, int, int], list[float]]
 History = list[tuple[dict[str, Any], float]]
+Loss = Callable[[dict[str, Any]], float]
+# (space, history, loss, steps, cap_s) -> seconds of each of up to `steps` consecutive proposals
+# from that history on, each proposal evaluated and added before the next; the first one meets
+# whatever the optimiser keeps between proposals empty.
+LatencyProbe = Callable[[SearchSpace, History, Loss, int, float], list[float]]
 
 
 # -- Dial ------------------------------------------------------------------------------------
@@ -34,13 +39,18 @@ def dial_runner(name: str, settings: dict[str, Any] | None = None) -> Runner:
     return run
 
 
-def dial_latency(name: str) -> Callable[[SearchSpace, History], float]:
-    def probe(space: SearchSpace, history: History) -> float:
-        strategy = make_strategy(name, {}, space, seed=0)
+def dial_latency(name: str) -> LatencyProbe:
+    def probe(space: SearchSpace, history: History, loss: Loss, steps: int, cap_s: float) -> list[float]:
         records = [TrialRecord(i, a, y, True) for i, (a, y) in enumerate(history)]
-        started = time.perf_counter()
-        strategy.propose(records, 1)
-        return time.perf_counter() - started
+        samples: list[float] = []
+        while len(samples) < steps and sum(samples) < cap_s:
+            # A fresh strategy per proposal, as the operator and `dial run` make one per planning step.
+            strategy = make_strategy(name, {}, space, seed=0)
+            started = time.perf_counter()
+            assignment = strategy.propose(records, 1)[0]
+            samples.append(time.perf_counter() - started)
+            records.append(TrialRecord(len(records), assignment, loss(assignment), True))
+        return samples
     return probe
 
 
@@ -82,16 +92,20 @@ def optuna_runner(multivariate: bool) -> Runner:
     return run
 
 
-def optuna_latency(multivariate: bool) -> Callable[[SearchSpace, History], float]:
-    def probe(space: SearchSpace, history: History) -> float:
+def optuna_latency(multivariate: bool) -> LatencyProbe:
+    def probe(space: SearchSpace, history: History, loss: Loss, steps: int, cap_s: float) -> list[float]:
         import optuna
 
         distributions = _optuna_distributions(space)
         study = optuna.create_study(sampler=_optuna_sampler(0, multivariate))
         study.add_trials([optuna.trial.create_trial(params=a, distributions=distributions, value=y) for a, y in history])
-        started = time.perf_counter()
-        study.ask(distributions)
-        return time.perf_counter() - started
+        samples: list[float] = []
+        while len(samples) < steps and sum(samples) < cap_s:
+            started = time.perf_counter()
+            trial = study.ask(distributions)
+            samples.append(time.perf_counter() - started)
+            study.tell(trial, loss(dict(trial.params)))
+        return samples
     return probe
 
 
@@ -119,7 +133,7 @@ def _hyperopt_assignment(space: SearchSpace, raw: dict[str, Any]) -> dict[str, A
     return {d.name: raw[d.name] if d.is_choice else d.cast(float(raw[d.name])) for d in space.dimensions}
 
 
-def hyperopt_run_with_gaps(problem_space: SearchSpace, loss: Callable[[dict[str, Any]], float], seed: int,
+def hyperopt_run_with_gaps(problem_space: SearchSpace, loss: Loss, seed: int,
                            n_evals: int) -> tuple[list[float], list[float]]:
     """Losses in order, and the seconds between consecutive evaluations (hyperopt's proposal time)."""
     from hyperopt import STATUS_OK, Trials, fmin, tpe
@@ -179,8 +193,8 @@ def skopt_runner(problem: Problem, seed: int, n_evals: int) -> list[float]:
     return losses
 
 
-def skopt_latency(space: SearchSpace, history: History) -> float:
-    """One gp_minimize step: refit the GP on the history, then optimise the acquisition (its defaults)."""
+def skopt_latency(space: SearchSpace, history: History, loss: Loss, steps: int, cap_s: float) -> list[float]:
+    """gp_minimize's steps: `tell` refits the GP on the history and optimises the acquisition, `ask` returns the point."""
     from skopt import Optimizer
     from skopt.utils import cook_estimator, normalize_dimensions
 
@@ -189,12 +203,16 @@ def skopt_latency(space: SearchSpace, history: History) -> float:
                           n_initial_points=10, acq_func="gp_hedge", acq_optimizer="lbfgs",
                           acq_optimizer_kwargs={"n_points": 10000, "n_restarts_optimizer": 5, "n_jobs": 1},
                           random_state=0)
-    xs = [[a[d.name] for d in space.dimensions] for a, _ in history]
+    xs: list[list[Any]] = [[a[d.name] for d in space.dimensions] for a, _ in history]
     ys = [y for _, y in history]
-    started = time.perf_counter()
-    optimizer.tell(xs, ys)
-    optimizer.ask()
-    return time.perf_counter() - started
+    samples: list[float] = []
+    while len(samples) < steps and sum(samples) < cap_s:
+        started = time.perf_counter()
+        optimizer.tell(xs, ys)
+        x = optimizer.ask()
+        samples.append(time.perf_counter() - started)
+        xs, ys = [x], [loss({d.name: v for d, v in zip(space.dimensions, x)})]
+    return samples
 
 
 # -- the line-up -----------------------------------------------------------------------------
@@ -212,7 +230,7 @@ RUNNERS: dict[str, Runner] = {
     "skopt gp_minimize": skopt_runner,
 }
 
-LATENCY_PROBES: dict[str, Callable[[SearchSpace, History], float]] = {
+LATENCY_PROBES: dict[str, LatencyProbe] = {
     "dial gp": dial_latency("gp"),
     "dial tpe": dial_latency("tpe"),
     "dial multivariate-tpe": dial_latency("multivariate-tpe"),

@@ -9,6 +9,7 @@ import pytest
 
 from dial.search import SearchSpace, TrialRecord, make_strategy
 from dial.search.gaussian_process import GaussianProcess, fit_hyper, log_h
+from dial.search.gp import _FITS, refit_checkpoint
 from dial.search.sobol import sobol_points
 from test_strategies import run, space
 
@@ -152,3 +153,41 @@ def test_gp_past_its_model_cap_is_deterministic_in_bounds_and_spreads_a_batch_be
 def test_gp_with_a_capped_model_still_closes_in_on_the_bowl() -> None:
     capped = run("gp", {"max_model_points": 12, "max_fit_points": 8}, PLANE, seed=1, rounds=30, batch=1, objective=bowl)
     assert min(r.loss for r in capped) < 0.05  # random search: about 1 in 30 draws
+
+
+def test_gp_refits_on_every_trial_at_first_then_once_the_trials_grow_by_a_fifth() -> None:
+    checkpoints = [refit_checkpoint(n, 20, 0.2) for n in range(1, 60)]
+    assert checkpoints[:20] == list(range(1, 21))
+    assert sorted(set(checkpoints[19:])) == [20, 24, 28, 33, 39, 46, 55]
+    assert all(c <= n for n, c in zip(range(1, 60), checkpoints))
+    assert refit_checkpoint(1000, 20, 0.0) == 1000  # growth 0: a fit per proposal
+
+
+def test_gp_proposes_the_same_from_a_cold_process_as_from_one_that_remembers_its_fits() -> None:
+    from test_strategies import MIXED, loss
+
+    rng = np.random.default_rng(4)
+    history = [TrialRecord(i, a, loss(a), True) for i, a in enumerate(MIXED.sample(rng) for _ in range(30))]
+    history.append(TrialRecord(30, MIXED.sample(rng)))  # running
+    _FITS.clear()
+    cold = make_strategy("gp", {}, MIXED, seed=5).propose(history, 2)
+    assert len(_FITS) == 1
+    warm = make_strategy("gp", {}, MIXED, seed=5).propose(history, 2)
+    assert warm == cold and len(_FITS) == 1
+    # 30 and 31 finished trials share a checkpoint (the first 28 of them): one fit serves both.
+    more = [*history[:-1], TrialRecord(30, history[-1].assignment, loss(history[-1].assignment), True)]
+    make_strategy("gp", {}, MIXED, seed=5).propose(more, 1)
+    assert len(_FITS) == 1
+    _FITS.clear()
+    assert make_strategy("gp", {}, MIXED, seed=5).propose(history, 2) == cold
+
+
+def test_unit_rows_are_to_unit_bit_for_bit() -> None:
+    from test_strategies import MIXED
+
+    rng = np.random.default_rng(6)
+    assignments = [MIXED.sample(rng) for _ in range(200)]
+    rows = MIXED.to_unit_rows(assignments)
+    assert rows.shape == (200, len(MIXED.dimensions))
+    assert all((MIXED.to_unit(a) == row).all() for a, row in zip(assignments, rows))
+    assert MIXED.to_unit_rows([]).shape == (0, len(MIXED.dimensions))

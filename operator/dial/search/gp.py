@@ -7,12 +7,18 @@ few then polished by L-BFGS on the continuous columns. Running trials and the
 proposals of the same call enter as "kriging believer" fantasies at the posterior mean, so
 parallel proposals spread out. The cost of a proposal is bounded: past `max_model_points` trials
 the model conditions on the best of them, the latest and a far-apart selection of the rest, and the kernel
-hyperparameters are fitted on at most `max_fit_points`.
+hyperparameters are fitted on at most `max_fit_points`. Past `refit_every_trial_until` trials the
+hyperparameters are refitted only at checkpoints (the trials grown by `refit_growth`) and
+remembered in between: a fit is a pure function of the trials before the checkpoint, so
+proposals stay a pure function of seed and history whether the process remembers it or not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -22,7 +28,7 @@ from scipy.optimize import minimize
 
 from dial.api.space import ParameterType
 from dial.search.base import Assignment, Strategy, StrategySettings, TrialRecord, without_duplicates
-from dial.search.gaussian_process import GaussianProcess, fit_hyper, log_h, log_h_slope, rows_to_keep
+from dial.search.gaussian_process import GaussianProcess, Hyper, fit_hyper, log_h, log_h_with_slope, rows_to_keep
 from dial.search.observed import Observed, decode, snap
 from dial.search.sobol import sobol_points
 
@@ -39,6 +45,12 @@ class GpSettings(StrategySettings):
     max_model_points: int = Field(default=128, ge=8, description="Most finished trials the model conditions on: the "
                                                                  "best half, the latest quarter, then the rest "
                                                                  "farthest apart first.")
+    refit_every_trial_until: int = Field(default=20, ge=1,
+                                         description="Finished trials up to which the kernel hyperparameters are "
+                                                     "refitted on every proposal.")
+    refit_growth: float = Field(default=0.2, ge=0, description="Past that, the hyperparameters are refitted once "
+                                                              "the finished trials have grown by this fraction "
+                                                              "(0: on every proposal).")
     xi: float = Field(default=0.0, ge=0, description="Improvement margin, in standard deviations of the losses.")
     warp_losses: bool = Field(default=True, description="Yeo-Johnson transform of the losses before fitting, so a "
                                                         "few huge losses do not flatten the model everywhere else.")
@@ -62,12 +74,11 @@ class GpBayesian(Strategy):
             points = sobol_points(len(self.space.dimensions), self.seed, start=len(history), n=n)
             return without_duplicates(self.space, history, [decode(self.space, p) for p in points], self.rng(history))
         rng = self.rng(history)
-        y_all = _warp(observed.y) if self.settings.warp_losses else _standardise(observed.y)
+        y_all = self._target(observed.y)
         all_features = self._features(observed.x)
-        kept = rows_to_keep(all_features, y_all, self.settings.max_model_points, best_share=0.5, recent_share=0.25)
+        kept = self._model_rows(all_features, y_all)
         x_raw, y, features = observed.x[kept], y_all[kept], all_features[kept]
-        hyper = fit_hyper(features, y, rng, n_restarts=self.settings.n_restarts, max_points=self.settings.max_fit_points)
-        gp = GaussianProcess(features, y, hyper)
+        gp = GaussianProcess(features, y, self._hyper(all_features, observed.y))
         incumbent = float(y.min()) - self.settings.xi
         # Failed trials count as the worst seen; running ones as what the model expects of them.
         if len(observed.failed):
@@ -79,14 +90,59 @@ class GpBayesian(Strategy):
         best_raw = x_raw[np.argsort(y, kind="stable")[:5]]
         proposals: list[np.ndarray] = []
         for i in range(n):
-            raw = self._maximise(gp, incumbent, best_raw, rng, salt=len(history) + i)
+            raw = self._maximise(gp, incumbent, best_raw, rng)
             proposals.append(raw)
             chosen = self._features(raw[None, :])
             believed = gp.predict(chosen)[0]
             gp = gp.with_observations(chosen, believed)
             # The believed value counts as found: otherwise the next proposal lands right beside it.
             incumbent = min(incumbent, float(believed[0]) - self.settings.xi)
-        return without_duplicates(self.space, history, [decode(self.space, p) for p in proposals], rng)
+        return self._unseen(observed, history, proposals, rng)
+
+    def _model_rows(self, features: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return rows_to_keep(features, y, self.settings.max_model_points, best_share=0.5, recent_share=0.25)
+
+    def _target(self, losses: np.ndarray) -> np.ndarray:
+        return _warp(losses) if self.settings.warp_losses else _standardise(losses)
+
+    def _hyper(self, features: np.ndarray, losses: np.ndarray) -> Hyper:
+        """Kernel hyperparameters fitted on the first `refit_checkpoint` finished trials (in trial order).
+
+        Between checkpoints the same trials give the same fit, so it is memoised for the process:
+        an experiment pays for one fit per checkpoint, not per proposal, and a cold process
+        computes exactly what a warm one remembers.
+        """
+        settings = self.settings
+        c = refit_checkpoint(len(losses), settings.refit_every_trial_until, settings.refit_growth)
+        prefix, prefix_losses = features[:c], losses[:c]
+        key = _fit_key(self.seed, settings, prefix, prefix_losses)
+        cached = _FITS.get(key)
+        if cached is not None:
+            return cached
+        y = self._target(prefix_losses)
+        kept = self._model_rows(prefix, y)
+        hyper = fit_hyper(prefix[kept], y[kept], np.random.default_rng([self.seed, c, 1]),
+                          n_restarts=settings.n_restarts, max_points=settings.max_fit_points)
+        _FITS.put(key, hyper)
+        return hyper
+
+    def _unseen(self, observed: Observed, history: Sequence[TrialRecord], proposals: list[np.ndarray],
+                rng: np.random.Generator) -> list[Assignment]:
+        """The proposals decoded, any that repeat a trial or each other replaced by unseen ones.
+
+        Comparing unit coordinates in one array operation saves building a key per trial (most
+        of a proposal's time in long experiments); the exact check by keys runs only when that
+        finds a possible repeat, or where inactive parameters make unit coordinates ambiguous.
+        """
+        assignments = [decode(self.space, p) for p in proposals]
+        if self.space.conditions:
+            return without_duplicates(self.space, history, assignments, rng)
+        units = self.space.to_unit_rows(assignments)
+        known = np.vstack([observed.x, observed.failed, observed.running, units])
+        for i, unit in enumerate(units):
+            if (known[: len(known) - len(units) + i] == unit).all(axis=1).any():
+                return without_duplicates(self.space, history, assignments, rng)
+        return assignments
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -128,10 +184,11 @@ class GpBayesian(Strategy):
         sigma = np.sqrt(var)
         return np.log(sigma) + log_h((incumbent - mean) / sigma)
 
-    def _maximise(self, gp: GaussianProcess, incumbent: float, best_raw: np.ndarray, rng: np.random.Generator,
-                  *, salt: int) -> np.ndarray:
+    def _maximise(self, gp: GaussianProcess, incumbent: float, best_raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         dims = len(self.space.dimensions)
-        global_points = np.array(sobol_points(dims, self.seed + 7919 * (salt + 1), start=0, n=self.settings.n_candidates))
+        # One scrambled Sobol set per experiment, shifted at random modulo 1 on each proposal
+        # (a Cranley-Patterson rotation): as even as a fresh scramble, without its cost.
+        global_points = (_sobol_base(dims, self.seed, self.settings.n_candidates) + rng.random(dims)) % 1.0
         n_local = self.settings.n_local_candidates
         centres = best_raw[rng.integers(len(best_raw), size=n_local)]
         local = np.clip(centres + rng.normal(0.0, 0.05, size=centres.shape), 0.0, 1.0)
@@ -143,37 +200,52 @@ class GpBayesian(Strategy):
         order = np.argsort(-scores, kind="stable")
         best_point, best_score = candidates[order[0]], float(scores[order[0]])
         movable = self._continuous()
-        for start in candidates[order[: self.settings.n_polish]] if movable else []:
-            point, score = self._polish(gp, incumbent, start, movable)
-            if score > best_score:
-                best_point, best_score = point, score
+        if movable and self.settings.n_polish:
+            points, polished = self._polish(gp, incumbent, candidates[order[: self.settings.n_polish]], movable)
+            if polished.max() > best_score:
+                best_point = points[int(np.argmax(polished))]
         return best_point
 
     def _categorical_mask(self) -> np.ndarray:
         return np.array([d.kind is ParameterType.categorical for d in self.space.dimensions])
 
-    def _polish(self, gp: GaussianProcess, incumbent: float, start: np.ndarray, movable: list[int]) -> tuple[np.ndarray, float]:
-        """A local maximum of log-EI from `start`, moving only the continuous coordinates."""
-        base = self._features(start[None, :])
+    def _polish(self, gp: GaussianProcess, incumbent: float, starts: np.ndarray,
+                movable: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Local maxima of log-EI from each start, moving only the continuous coordinates, and their scores.
+
+        One L-BFGS run on the sum over the starts: the terms share no variables, so its optimum
+        is each term's, and one run costs a fraction of one per start.
+        """
+        base = self._features(starts)
         columns = [self._feature_column(j) for j in movable]
+        q, m = len(starts), len(movable)
 
         def negative(values: np.ndarray) -> tuple[float, np.ndarray]:
             x = base.copy()
-            x[0, columns] = values
+            x[:, columns] = values.reshape(q, m)
             mean, var, dmean, dvar = gp.predict_with_gradient(x)
             sigma = np.sqrt(var)
             z = (incumbent - mean) / sigma
-            value = float((np.log(sigma) + log_h(z))[0])
-            dsigma = dvar[0] / (2.0 * sigma[0])
-            dz = (-dmean[0] - z[0] * dsigma) / sigma[0]
-            grad = dsigma / sigma[0] + float(log_h_slope(z)[0]) * dz
-            return -value, -grad[columns]
+            log_h_z, slope = log_h_with_slope(z)
+            value = float((np.log(sigma) + log_h_z).sum())
+            dsigma = dvar / (2.0 * sigma[:, None])
+            dz = (-dmean - z[:, None] * dsigma) / sigma[:, None]
+            grad = dsigma / sigma[:, None] + slope[:, None] * dz
+            return -value, -grad[:, columns].ravel()
 
-        result = minimize(negative, start[movable], jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * len(movable),
-                          options={"maxiter": 50})
-        point = start.copy()
-        point[movable] = np.clip(result.x, 0.0, 1.0)
-        return point, float(-result.fun) if np.isfinite(result.fun) else -math.inf
+        result = minimize(negative, starts[:, movable].ravel(), jac=True, method="L-BFGS-B",
+                          bounds=[(0.0, 1.0)] * (q * m), options={"maxiter": 50, "ftol": 1e-6, "gtol": 1e-4})
+        points = starts.copy()
+        points[:, movable] = np.clip(result.x.reshape(q, m), 0.0, 1.0)
+        scores = self._log_ei(gp, incumbent, points)
+        return points, np.where(np.isfinite(scores), scores, -math.inf)
+
+
+@lru_cache(maxsize=64)
+def _sobol_base(n_dims: int, seed: int, n: int) -> np.ndarray:
+    points = np.array(sobol_points(n_dims, seed, start=0, n=n), dtype=float).reshape(n, n_dims)
+    points.setflags(write=False)
+    return points
 
 
 @lru_cache(maxsize=1)
@@ -182,6 +254,54 @@ def _blas_controller() -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+def refit_checkpoint(n_done: int, every_trial_until: int, growth: float) -> int:
+    """How many of the first finished trials the kernel hyperparameters are fitted on."""
+    checkpoint = min(n_done, every_trial_until)
+    while growth > 0 and checkpoint + max(1, int(checkpoint * growth)) <= n_done:
+        checkpoint += max(1, int(checkpoint * growth))
+    return n_done if growth == 0 else checkpoint
+
+
+class _FitMemo:
+    """Fitted hyperparameters by fit inputs, least recently used dropped; safe across reconcile threads."""
+
+    def __init__(self, size: int):
+        self._size, self._lock = size, threading.Lock()
+        self._entries: OrderedDict[bytes, Hyper] = OrderedDict()
+
+    def get(self, key: bytes) -> Hyper | None:
+        with self._lock:
+            hyper = self._entries.get(key)
+            if hyper is not None:
+                self._entries.move_to_end(key)
+            return hyper
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def put(self, key: bytes, hyper: Hyper) -> None:
+        with self._lock:
+            self._entries[key] = hyper
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_FITS = _FitMemo(512)
+
+
+def _fit_key(seed: int, settings: GpSettings, features: np.ndarray, losses: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(settings.model_dump_json().encode())
+    digest.update(np.array([seed, *features.shape], dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(features, dtype=float).tobytes())
+    digest.update(np.ascontiguousarray(losses, dtype=float).tobytes())
+    return digest.digest()
 
 
 def _warp(y: np.ndarray) -> np.ndarray:

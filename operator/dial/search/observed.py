@@ -28,26 +28,21 @@ class Observed:
 
     @classmethod
     def from_history(cls, space: SearchSpace, history: Sequence[TrialRecord]) -> "Observed":
-        dims = len(space.dimensions)
         done, failed, running = [], [], []
-        ys: list[float] = []
-        losses: list[tuple[float, ...]] = []
         for record in sorted(history, key=lambda r: r.index):
-            point = space.to_unit(record.assignment)
             if not record.finished:
-                running.append(point)
+                running.append(record)
             elif record.loss is not None and math.isfinite(record.loss):
-                done.append(point)
-                ys.append(float(record.loss))
-                losses.append(record.objective_losses or (record.loss,))
+                done.append(record)
             else:
-                failed.append(point)
-
-        def rows(points: list[np.ndarray]) -> np.ndarray:
-            return np.array(points, dtype=float).reshape(len(points), dims)
-
+                failed.append(record)
+        losses = [r.objective_losses or (r.loss,) for r in done]
         width = len(losses[0]) if losses else 1
-        return cls(rows(done), np.array(ys, dtype=float), rows(failed), rows(running),
+
+        def rows(records: list[TrialRecord]) -> np.ndarray:
+            return space.to_unit_rows([r.assignment for r in records])
+
+        return cls(rows(done), np.array([r.loss for r in done], dtype=float), rows(failed), rows(running),
                    np.array(losses, dtype=float).reshape(len(losses), width))
 
     @property

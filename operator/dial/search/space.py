@@ -97,6 +97,16 @@ class Dimension:
             return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
         return (v - self.low) / (self.high - self.low)
 
+    def to_unit_many(self, values: Sequence[ParameterValue]) -> np.ndarray:
+        """`to_unit` of each value, bit for bit, at a fraction of the cost per value."""
+        if self.is_choice or self.high == self.low:
+            return np.array([self.to_unit(v) for v in values], dtype=float)
+        if self.log:
+            # math.log, not np.log: the two may differ in the last bit, and callers compare rows exactly.
+            logs = np.array([math.log(float(v)) for v in values], dtype=float)
+            return (logs - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (np.array(values, dtype=float) - self.low) / (self.high - self.low)
+
     def index_of(self, value: ParameterValue) -> int:
         for i, c in enumerate(self.choices):
             if c == value or str(c) == str(value):
@@ -194,6 +204,13 @@ class SearchSpace:
         if self.conditions:
             assignment = self.complete(assignment)
         return np.array([d.to_unit(assignment[d.name]) for d in self.dimensions])
+
+    def to_unit_rows(self, assignments: Sequence[dict[str, ParameterValue]]) -> np.ndarray:
+        """`to_unit` of each assignment as the rows of one (n, dimensions) array."""
+        if self.conditions:
+            assignments = [self.complete(a) for a in assignments]
+        columns = [d.to_unit_many([a[d.name] for a in assignments]) for d in self.dimensions]
+        return np.array(columns, dtype=float).T.reshape(len(assignments), len(self.dimensions))
 
     def contains(self, assignment: dict[str, ParameterValue]) -> bool:
         by_name = {d.name: d for d in self.dimensions}
