@@ -234,3 +234,15 @@ def test_unknown_setting_is_refused_with_its_name():
         data = pbt_experiment().model_dump(by_alias=True, exclude_none=True, mode="json")
         data["spec"]["algorithm"]["settings"]["population"] = 4
         load_experiment(json.dumps(data))
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
+def test_zero_and_values_pinned_at_a_bound_still_move(value):
+    """0 x any factor is 0: a momentum or weight decay at zero would otherwise never be explored."""
+    dim = next(d for d in SearchSpace.from_parameters([ParameterSpec.model_validate(
+        {"name": "momentum", "type": "double", "feasibleSpace": {"min": 0.0, "max": 1.0}})]).dimensions)
+    rng = np.random.default_rng(1)
+    moves = [perturb(dim, value, (0.8, 1.2), rng) for _ in range(40)]
+    assert all(dim.contains(m) and m != value for m in moves)
+    if value == 0.0:
+        assert moves == [pytest.approx(0.1)] * len(moves)  # what 1.2 (or 0.8, turned inwards) moves 0.5 by

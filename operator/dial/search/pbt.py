@@ -143,9 +143,12 @@ def perturb(dim: Dimension, value: ParameterValue, factors: tuple[float, float],
             break
         # Clipped at a bound: go the other way instead of standing still.
         factor, moved = other, dim.cast(float(value) * other)
-    if dim.kind is ParameterType.int and moved == value and dim.low < dim.high:
-        # Small integers do not move under a factor near 1: take one step in its direction.
-        step = int(dim.step or 1) * (1 if factor >= 1 else -1)
+    if moved == value and dim.low < dim.high:
+        # Zero never moves under a factor, nor do small integers under one near 1: step in the
+        # factor's direction by what it would move a mid-range value (an int: one step).
+        size = int(dim.step or 1) if dim.kind is ParameterType.int else (
+            dim.step or abs(factor - 1.0) * (dim.high - dim.low) / 2)
+        step = size * (1 if factor >= 1 else -1)
         moved = dim.cast(float(value) + step)
         if moved == value:
             moved = dim.cast(float(value) - step)
