@@ -130,6 +130,7 @@ def custom_resource_definitions() -> dict[str, dict[str, Any]]:
         _column("Objective", ".status.objective", "number"),
         _column("Parameters", ".spec.parameterAssignments"),
         _column("Reason", ".status.reason", priority=1),
+        _column("Parent", ".spec.parentTrial", priority=1),
         age,
     ])
     return {"dial.dev_experiments.yaml": experiment, "dial.dev_trials.yaml": trial}
