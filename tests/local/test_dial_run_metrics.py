@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import yaml
+from dial_cli import DIAL, ROOT, example_spec
 from prometheus_client.parser import text_string_to_metric_families
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -31,12 +28,9 @@ def scrape(port: int) -> list[tuple[str, dict[str, str], float]] | None:
 
 
 def test_dial_run_serves_metrics_while_it_runs(tmp_path: Path) -> None:
-    spec = yaml.safe_load((ROOT / "examples/sklearn-digits/experiment.yaml").read_text())
-    spec["spec"]["maxTrialCount"] = 6
-    path = tmp_path / "digits.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = example_spec(tmp_path, "sklearn-digits", maxTrialCount=6)
     port = free_port()
-    run = subprocess.Popen([sys.executable, "-m", "dial.cli", "run", str(path), "--output", str(tmp_path / "out"),
+    run = subprocess.Popen([*DIAL, "run", str(path), "--output", str(tmp_path / "out"),
                             "--no-live", "--metrics-port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     seen: list[tuple[str, dict[str, str], float]] = []

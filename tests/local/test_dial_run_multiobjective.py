@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from dial.search.pareto import dominates
-
-ROOT = Path(__file__).resolve().parents[2]
+from dial_cli import ROOT, run_experiment
 
 
 def test_multi_objective_example_reports_its_pareto_front(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "dial.cli", "run", "examples/multi-objective/experiment.yaml",
-                          "--output", str(out), "--no-live"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    data = json.loads((out / "results.json").read_text())
+    data = run_experiment(ROOT / "examples/multi-objective/experiment.yaml", out)
     status, trials = data["experiment"]["status"], data["trials"]
     assert len(trials) == 20 and all(t["status"]["phase"] == "Succeeded" for t in trials)
     assert "bestTrial" not in status
@@ -39,7 +32,8 @@ def test_multi_objective_example_reports_its_pareto_front(tmp_path: Path) -> Non
     # The front spans the trade-off: a small forest and an accurate one.
     assert min(values[n]["nodes"] for n in front) < 500 and max(values[n]["accuracy"] for n in front) > 0.95
 
-    assert f"Pareto front ({len(front)} trials)" in run.stdout and all(n in run.stdout for n in front)
+    printed = data["stdout"]
+    assert f"Pareto front ({len(front)} trials)" in printed and all(n in printed for n in front)
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert {r["trial"] for r in rows if r["pareto_front"] == "true"} == set(front)
     assert all(float(r["objective_accuracy"]) == values[r["trial"]]["accuracy"] for r in rows)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from dial_cli import example_spec, run_experiment
 
-ROOT = Path(__file__).resolve().parents[2]
 AFTER, FACTOR, MAX_ZOOMS, N_TRIALS = 5, 0.5, 2, 14
 LOW, HIGH = -3.0, 3.0  # both parameters' feasibleSpace in examples/peaks
 
@@ -22,19 +18,12 @@ def box(centre: dict[str, float], level: int) -> dict[str, tuple[float, float]]:
 
 
 def test_zoom_narrows_the_space_around_the_best_trial(tmp_path: Path) -> None:
-    data = yaml.safe_load((ROOT / "examples/peaks/experiment.yaml").read_text())
     # Random search scatters over the whole square unless the space really narrows; one trial at a
     # time, so each trial was proposed from exactly the trials before it.
-    data["spec"].update({"maxTrialCount": N_TRIALS, "parallelTrialCount": 1, "seed": 2,
-                         "algorithm": {"name": "random",
-                                       "zoom": {"afterTrials": AFTER, "factor": FACTOR, "maxZooms": MAX_ZOOMS}}})
-    spec = tmp_path / "peaks-zoom.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "dial.cli", "run", str(spec), "--output", str(out), "--no-live"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    results = json.loads((out / "results.json").read_text())
+    spec = example_spec(tmp_path, "peaks", "peaks-zoom", maxTrialCount=N_TRIALS, parallelTrialCount=1, seed=2,
+                        algorithm={"name": "random",
+                                   "zoom": {"afterTrials": AFTER, "factor": FACTOR, "maxZooms": MAX_ZOOMS}})
+    results = run_experiment(spec, tmp_path / "out", cwd=tmp_path)
     trials = sorted(results["trials"], key=lambda t: t["spec"]["index"])
     assert len(trials) == N_TRIALS and all(t["status"]["phase"] == "Succeeded" for t in trials)
     points = [{p: float(v) for p, v in t["spec"]["parameterAssignments"].items()} for t in trials]
@@ -56,3 +45,10 @@ def test_zoom_narrows_the_space_around_the_best_trial(tmp_path: Path) -> None:
     for r in zoom["parameters"]:
         assert (r["min"], r["max"]) == pytest.approx(final[r["name"]])
     assert results["experiment"]["status"]["bestTrial"]["name"] == best_trial["metadata"]["name"]
+    # Each narrowing is announced once, as it happens.
+    announced = [line.split("zoom: ", 1)[1] for line in results["stdout"].splitlines() if "zoom: level" in line]
+    assert [a.split(" around")[0] for a in announced] == ["level 1", "level 2"], results["stdout"]
+    for level, line in enumerate(announced, start=1):
+        centre = line.split(" around ", 1)[1].split(":", 1)[0]
+        ranges = box(points[[t["metadata"]["name"] for t in trials].index(centre)], level)
+        assert line.endswith(", ".join(f"{p} in [{lo:.4g}, {hi:.4g}]" for p, (lo, hi) in ranges.items())), line

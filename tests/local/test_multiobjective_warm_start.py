@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from dial_cli import ROOT, example_spec, run_experiment
 
-ROOT = Path(__file__).resolve().parents[2]
-DIAL = [sys.executable, "-m", "dial.cli"]
 MAX_TREES = 16  # the second run's narrower space: earlier trials with more trees are skipped
 
 
-def dial(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DIAL, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
 def forest(tmp_path: Path, name: str, **spec: object) -> Path:
-    data = yaml.safe_load((ROOT / "examples/multi-objective/experiment.yaml").read_text())
-    data["metadata"]["name"] = name
-    data["spec"].update({"parallelTrialCount": 2, "seed": 3, **spec})
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return example_spec(tmp_path, "multi-objective", name, **{"parallelTrialCount": 2, "seed": 3, **spec})
 
 
 def run(tmp_path: Path, spec_path: Path, out: Path) -> dict:
-    done = dial("run", str(spec_path), "--output", str(out), "--no-live", cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    data = json.loads((out / "results.json").read_text())
-    data["stdout"] = done.stdout
-    return data
+    return run_experiment(spec_path, out, cwd=tmp_path)
 
 
 def test_multi_objective_run_warm_starts_from_an_earlier_runs_results(tmp_path: Path) -> None:

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
+from dial_cli import example_spec, run_experiment
 
 
 def test_pbt_example_trains_generations_that_resume_checkpoints(tmp_path: Path) -> None:
-    spec = yaml.safe_load((ROOT / "examples/pbt/experiment.yaml").read_text())
-    spec["spec"]["maxTrialCount"] = 12  # three generations of four
-    path = tmp_path / "pbt.yaml"
-    path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "dial.cli", "run", str(path), "--output", str(out), "--no-live"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    trials = json.loads((out / "results.json").read_text())["trials"]
+    trials = run_experiment(example_spec(tmp_path, "pbt", maxTrialCount=12), out)["trials"]  # three generations of four
     assert [t["status"]["phase"] for t in trials] == ["Succeeded"] * 12
     by_name = {t["metadata"]["name"]: t for t in trials}
     generation: dict[str, int] = {}

@@ -95,3 +95,14 @@ def test_zoom_with_only_lists_is_refused() -> None:
         load_experiment(yaml.safe_dump(data))
     assert [str(e) for e in info.value.errors] == [
         "spec.algorithm.zoom: no int or double range to narrow: every parameter is a list"]
+
+
+def test_a_zoom_is_news_once_per_level() -> None:
+    from dial.api.zoom import ZoomedRange, ZoomStatus, zoomed_further
+
+    first = ZoomStatus(level=1, center="exp-0003", parameters=[ZoomedRange(name="x", min=-1.5, max=1.5)])
+    second = first.model_copy(update={"level": 2, "center": "exp-0007"})
+    assert zoomed_further(None, first) and zoomed_further(first, second)
+    assert not zoomed_further(first, first) and not zoomed_further(second, None)
+    assert not zoomed_further(second, first.model_copy(update={"center": "exp-0009"}))  # a new centre, same level
+    assert first.describe() == "level 1 around exp-0003: x in [-1.5, 1.5]"

@@ -30,3 +30,13 @@ class ZoomStatus(ApiModel):
     level: int
     center: str
     parameters: list[ZoomedRange] = Field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line for people: an event's message, a `dial run` line."""
+        ranges = ", ".join(f"{r.name} in [{r.min:.4g}, {r.max:.4g}]" for r in self.parameters)
+        return f"level {self.level} around {self.center}: {ranges}"
+
+
+def zoomed_further(previous: ZoomStatus | None, current: ZoomStatus | None) -> bool:
+    """Whether the search narrowed since `previous` (worth an event: it changes where trials land)."""
+    return current is not None and (previous is None or current.level > previous.level)

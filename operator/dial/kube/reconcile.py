@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from dial.api.experiment import Condition, Experiment, ExperimentPhase, ExperimentStatus
 from dial.api.trial import Trial, TrialPhase, TrialStatus
+from dial.api.zoom import ZoomStatus, zoomed_further
 from dial.engine import SpecError, finalize_trial, new_trial, plan, validate_experiment
 from dial.engine import reasons
 from dial.engine.plan import Plan, StopOrder, TrialProposal
@@ -307,6 +308,9 @@ class Reconciler:
         if blocked is not None and _condition(previous, BLOCKED).get("message") != blocked.message:
             self.kube.post_event(experiment_raw, blocked.reason, blocked.message, warning=True)
             log.warning("%s/%s: %s: %s", metadata["namespace"], metadata["name"], blocked.reason, blocked.message)
+        zoom = current.status.zoom
+        if zoom is not None and zoomed_further(_zoom_of(previous), zoom):
+            self.kube.post_event(experiment_raw, "Zoomed", zoom.describe())
         if current.finish is not None and previous.get("phase") != current.finish.phase.value:
             self.kube.post_event(experiment_raw, f"Experiment{current.finish.phase.value}",
                                  f"{current.finish.reason}: {current.finish.message}",
@@ -350,6 +354,13 @@ def api_message(exc: ApiException) -> str:
         return json.loads(exc.body)["message"]
     except (TypeError, ValueError, KeyError):
         return str(exc.reason)
+
+
+def _zoom_of(status: dict[str, Any]) -> ZoomStatus | None:
+    try:
+        return ZoomStatus.model_validate(status["zoom"]) if status.get("zoom") else None
+    except ValidationError:
+        return None  # an unreadable old value: treat the current zoom as news
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dial.api.experiment import CollectorKind, Experiment
 from dial.api.trial import Trial, TrialPhase
+from dial.api.zoom import zoomed_further
 from dial.engine import ExperimentError, SpecError, finalize_trial, new_trial, plan, record_points, render_job_spec
 from dial.engine import reasons
 from dial.engine.plan import Plan
@@ -111,6 +112,8 @@ class LocalRunner:
             trial = new_trial(self.experiment, proposal.index, proposal.assignment, parent=proposal.parent)
             self.trials.append(trial)
             self._start(trial, now)
+        if zoomed_further(self.experiment.status.zoom, current.status.zoom):
+            self.display.event(f"zoom: {current.status.zoom.describe()}")  # type: ignore[union-attr]
         self.experiment.status = current.status
         if current.finish is not None and self._announced_finish != current.finish.reason:
             self._announced_finish = current.finish.reason
