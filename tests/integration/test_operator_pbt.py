@@ -45,10 +45,10 @@ def test_pbt_example_chains_checkpoints_through_the_claim(cluster, operator):
         parents = [t["spec"].get("parentTrial") for t in items]
         assert parents[:4] == [None] * 4 and all(p in names[:4] for p in parents[4:]), parents
         wide = cluster.kubectl("get", "trials", "-n", ns, "-o", "wide").stdout.splitlines()
-        assert "PARENT" in wide[0].split(), wide[0]
-        for name, parent in zip(names, parents):
-            row = next(line.split() for line in wide if line.split()[0] == name)
-            assert row[-2] == (parent or "<none>"), (name, row)  # PARENT, just before AGE
+        # Columns are aligned under their headers; an unset parent leaves its cell blank.
+        start, end = wide[0].index("PARENT"), wide[0].index("AGE")
+        cells = {line.split()[0]: line[start:end].strip() for line in wide[1:]}
+        assert [cells[n] for n in names] == [p or "" for p in parents], wide
         claim_dir = os.path.join(cluster.node_data, "claims", ns, CLAIM)
         for trial, parent in zip(names, parents):
             job = cluster.batch.read_namespaced_job(trial, ns)
