@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from peers import LATENCY_PROBES, RUNNERS, hyperopt_run_with_gaps  # noqa: E402
 from problems import Problem, all_problems, hartmann6, real  # noqa: E402
 
-CHECKPOINTS = (10, 25, 50)
+CHECKPOINTS = (10, 25, 50, 100, 200, 500)
 LATENCY_SIZES = (100, 500, 1000)
 LATENCY_STEPS = 12  # consecutive proposals per size: the first meets empty caches, the rest are a run's steady state
 PROBLEMS: list[Problem] = []
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 12 evaluations, latency at 100 only")
     parser.add_argument("--only", nargs="*", help="optimisers to run (default: all)")
+    parser.add_argument("--problems", nargs="*", help="problems to run, by name (default: all)")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(args.seeds))
 
     started = time.perf_counter()
-    PROBLEMS.extend(all_problems())
+    PROBLEMS.extend(p for p in all_problems() if not args.problems or p.name in args.problems)
     tasks = [(p, o, s, args.evals) for p in range(len(PROBLEMS)) for o in optimisers for s in seeds]
     # The slow ones first, so the two processes finish together.
     tasks.sort(key=lambda t: (t[1] != "skopt gp_minimize", t[1] != "dial gp", "sklearn" not in PROBLEMS[t[0]].name))

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
@@ -33,6 +34,7 @@ PROMETHEUS = "/usr/bin/prometheus"
 RELEASE = f"dial-{int(time.time()) % 10**6}"  # cluster-scoped RBAC is named after it: unique per run
 CHART = ROOT / "charts" / "dial"
 EXPERIMENT = "sklearn-digits"
+MULTI_OBJECTIVE = "multi-objective"  # its Pareto-front panel has data only for an experiment with a front
 SCRAPE_SECONDS = 1
 
 
@@ -95,10 +97,10 @@ def release_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def experiment_manifest(namespace: str) -> str:
-    manifest = yaml.safe_load((ROOT / "examples" / EXPERIMENT / "experiment.yaml").read_text())
+def experiment_manifest(namespace: str, example: str = EXPERIMENT, trials: int = 8) -> str:
+    manifest = yaml.safe_load((ROOT / "examples" / example / "experiment.yaml").read_text())
     manifest["metadata"]["namespace"] = namespace
-    manifest["spec"]["maxTrialCount"] = 8
+    manifest["spec"]["maxTrialCount"] = trials
     return yaml.safe_dump(manifest)
 
 
@@ -142,28 +144,36 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
     try:
         started = time.time()
         cluster.apply(experiment_manifest(ns))
+        cluster.apply(experiment_manifest(ns, MULTI_OBJECTIVE, trials=4))
 
-        def finished() -> dict[str, Any] | None:
-            exp = cluster.custom.get_namespaced_custom_object("dial.dev", "v1alpha1", ns, "experiments", EXPERIMENT)
+        def finished(name: str) -> dict[str, Any] | None:
+            exp = cluster.custom.get_namespaced_custom_object("dial.dev", "v1alpha1", ns, "experiments", name)
             phase = (exp.get("status") or {}).get("phase")
             return exp if phase in ("Succeeded", "Failed") else None
 
         try:
-            experiment = cluster.wait_for(finished, timeout=400, interval=1, what=f"{EXPERIMENT} to finish")
-        except TimeoutError:
-            pytest.fail(f"{EXPERIMENT} did not finish; the operator's log:\n{operator_log()}")
+            experiment = cluster.wait_for(lambda: finished(EXPERIMENT), timeout=400, interval=1,
+                                          what=f"{EXPERIMENT} to finish")
+            multi = cluster.wait_for(lambda: finished(MULTI_OBJECTIVE), timeout=300, interval=1,
+                                     what=f"{MULTI_OBJECTIVE} to finish")
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}; the operator's log:\n{operator_log()}")
+        assert multi["status"]["phase"] == "Succeeded" and multi["status"]["paretoFrontSize"] >= 1, multi["status"]
         status = experiment["status"]
         assert status["phase"] == "Succeeded", status
         assert status["trialsDone"] == 8 and status["bestTrial"]["objective"] > 0.5
         assert EXPERIMENT in cluster.kubectl("get", "experiments", "-n", ns).stdout
-        trials = cluster.kubectl("get", "trials", "-n", ns, "-o", "json").stdout
+        trials = cluster.kubectl("get", "trials", "-n", ns, "-l", f"dial.dev/experiment={EXPERIMENT}", "-o", "json").stdout
         assert len(json.loads(trials)["items"]) == 8
 
         jobs = cluster.batch.list_namespaced_job(ns, label_selector=f"dial.dev/experiment={EXPERIMENT}").items
         assert jobs and {j.spec.template.spec.service_account_name for j in jobs} == {"dial-collector"}
 
         body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
-        assert f'dial_experiments{{namespace="{ns}",phase="Succeeded"}} 1.0' in body
+        assert f'dial_experiments{{namespace="{ns}",phase="Succeeded"}} 2.0' in body
+        front = {(s.labels["trial"], s.labels["metric"]): s.value for f in text_string_to_metric_families(body)
+                 for s in f.samples if s.name == "dial_experiment_pareto_front" and s.labels["namespace"] == ns}
+        assert front == {(e["name"], m): v for e in multi["status"]["paretoFront"] for m, v in e["objectives"].items()}
 
         # Let Prometheus take a few more scrapes of the final state, then check every dashboard query.
         time.sleep(3 * SCRAPE_SECONDS)
@@ -173,9 +183,9 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
         empty = []
         dashboard = load()
         for title, expr in panel_queries(dashboard):
-            query = concrete(expr, namespace=ns, experiment=EXPERIMENT)
-            if not prometheus.query_range(query, started, end):
-                empty.append(f"{title}: {query}")
+            queries = [concrete(expr, namespace=ns, experiment=name) for name in (EXPERIMENT, MULTI_OBJECTIVE)]
+            if not any(prometheus.query_range(query, started, end) for query in queries):
+                empty.append(f"{title}: {queries[0]}")
         for name, query in variable_queries(dashboard).items():
             selector = query.removeprefix("label_values(").rsplit(",", 1)[0]
             values = prometheus.api(f"label/{name}/values", **{"match[]": concrete(selector, namespace=ns,

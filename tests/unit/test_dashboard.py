@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dial.engine.trials import finalize_trial
 from dial.metrics.exporter import METRIC_NAMES, DialMetrics
 from helpers import NOW, experiment, finished_trial, running_trial
+from test_multiobjective import two_objective_experiment_with_a_front
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from dashboard import METRIC, load, panel_queries, variable_queries  # noqa: E402
@@ -34,6 +35,7 @@ def exported_labels() -> dict[str, set[str]]:
     stopped.status.stop_reason, stopped.status.stop_message = "medianstop", "worse than the median"
     finalize_trial(exp, stopped, exit_code=None, now=NOW)
     metrics.plan(exp, [stopped, running_trial(exp, 1, [2.0]), finished_trial(exp, 2, [1.0])], now=NOW)
+    metrics.plan(*two_objective_experiment_with_a_front("ml-pareto"), now=NOW)
     metrics.reconcile_failed(ApiException(status=409))
     text = generate_latest(metrics.registry).decode()
     labels: dict[str, set[str]] = {}

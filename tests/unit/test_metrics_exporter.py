@@ -70,9 +70,12 @@ def test_plan_returns_the_engines_plan_and_records_the_experiment(metrics):
 
 
 def test_every_declared_metric_is_exported_and_nothing_else(metrics):
+    from test_multiobjective import two_objective_experiment_with_a_front
+
     exp = experiment(earlyStopping={"name": "medianstop"})
     trials = [finished_trial(exp, 0, [3.0]), running_trial(exp, 1, [5.0])]
     metrics.plan(exp, trials, now=NOW)
+    metrics.plan(*two_objective_experiment_with_a_front("pareto"), now=NOW)
     s = scrape(metrics)
     exported = {name for name, _ in s if not name.endswith("_created")}
     exported = {n for n in exported if not n.endswith(("_bucket", "_sum", "_count"))} | {
@@ -222,3 +225,28 @@ def test_dial_run_rejects_a_bad_metrics_port(port, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "experiment.yaml", "--metrics-port", port])
     assert "is not a TCP port" in capsys.readouterr().err
+
+
+def test_pareto_front_members_are_exported_by_objective_and_follow_the_front(metrics):
+    from dial.api import Experiment
+    from test_multiobjective import multi, trial_with
+
+    exp = Experiment.model_validate(multi())
+    trials = [trial_with(exp, 0, {"error": 0.1, "speed": 1.0}), trial_with(exp, 1, {"error": 0.3, "speed": 5.0}),
+              trial_with(exp, 2, {"error": 0.3, "speed": 2.0})]  # 2 is dominated by 1
+    metrics.plan(exp, trials, now=NOW)
+    s = scrape(metrics)
+    front = {(dict(labels)["trial"], dict(labels)["metric"]): v for (name, labels), v in s.items()
+             if name == "dial_experiment_pareto_front"}
+    assert front == {("exp-0000", "error"): 0.1, ("exp-0000", "speed"): 1.0,
+                     ("exp-0001", "error"): 0.3, ("exp-0001", "speed"): 5.0}
+    # A better trial pushes both earlier members off the front: their series go with them.
+    metrics.plan(exp, [*trials, trial_with(exp, 3, {"error": 0.05, "speed": 6.0})], now=NOW)
+    s = scrape(metrics)
+    assert {dict(labels)["trial"] for (name, labels) in s if name == "dial_experiment_pareto_front"} == {"exp-0003"}
+    # A single-objective experiment has no front series.
+    single = experiment()
+    single.metadata.namespace = "other"
+    metrics.plan(single, [finished_trial(single, 0, [1.0])], now=NOW)
+    assert {dict(labels)["namespace"] for (name, labels) in scrape(metrics)
+            if name == "dial_experiment_pareto_front"} == {"default"}

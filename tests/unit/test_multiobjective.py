@@ -35,6 +35,13 @@ def trial_with(exp: Experiment, index: int, values: dict[str, float], *, exit_co
     return trial
 
 
+def two_objective_experiment_with_a_front(namespace: str = "default") -> tuple[Experiment, list]:
+    """An experiment with two objectives and two trials, both on its Pareto front."""
+    exp = Experiment.model_validate(multi())
+    exp.metadata.namespace = namespace
+    return exp, [trial_with(exp, 0, {"error": 0.1, "speed": 1.0}), trial_with(exp, 1, {"error": 0.3, "speed": 5.0})]
+
+
 def test_single_objective_yaml_is_unchanged() -> None:
     exp = load_experiment(yaml.safe_dump(manifest()))
     assert not exp.spec.objective.is_multi

@@ -39,6 +39,7 @@ METRIC_NAMES = (
     "dial_experiments",
     "dial_trials",
     "dial_experiment_best_objective",
+    "dial_experiment_pareto_front",
     "dial_trial_metric_latest",
     "dial_trials_early_stopped_total",
     "dial_trial_duration_seconds",
@@ -63,6 +64,7 @@ class _ExperimentState:
     trial_counts: dict[TrialPhase, int] = field(default_factory=dict)
     objective_metric: str = ""
     best_objective: float | None = None
+    pareto_front: dict[str, dict[str, float]] = field(default_factory=dict)  # trial -> objective -> value
     budget: BudgetUsage | None = None
     trials: dict[str, _TrialSeries] = field(default_factory=dict)
     counted: set[str] = field(default_factory=set)  # finished trials already in the counters
@@ -143,6 +145,7 @@ class DialMetrics(Collector):
             state.trial_counts = {phase: getattr(counts, field_name) for phase, field_name in _COUNT_FIELDS}
             state.objective_metric = experiment.spec.objective.primary.metric_name
             state.best_objective = plan.status.best_objective
+            state.pareto_front = {entry.name: dict(entry.objectives) for entry in plan.status.pareto_front or []}
             state.budget = plan.status.budget
             seen = set()
             for trial in trials:
@@ -202,6 +205,10 @@ class DialMetrics(Collector):
                                    labels=["namespace", "experiment", "phase"])
         best = GaugeMetricFamily("dial_experiment_best_objective", "Objective value of the experiment's best trial.",
                                  labels=["namespace", "experiment", "metric"])
+        front = GaugeMetricFamily(
+            "dial_experiment_pareto_front",
+            "Each objective of each trial on a multi-objective experiment's Pareto front (status.paretoFront).",
+            labels=["namespace", "experiment", "trial", "metric"])
         latest = GaugeMetricFamily(
             "dial_trial_metric_latest",
             "Latest value of each metric a trial reported (running trials, and finished ones for a while).",
@@ -222,6 +229,9 @@ class DialMetrics(Collector):
                     trials.add_metric([namespace, name, phase.value], state.trial_counts.get(phase, 0))
                 if state.best_objective is not None:
                     best.add_metric([namespace, name, state.objective_metric], state.best_objective)
+                for trial_name, objectives in sorted(state.pareto_front.items()):
+                    for metric, value in objectives.items():
+                        front.add_metric([namespace, name, trial_name, metric], value)
                 if state.budget is not None:
                     elapsed.add_metric([namespace, name], state.budget.elapsed_seconds)
                     gpu_hours.add_metric([namespace, name], state.budget.gpu_hours)
@@ -234,7 +244,7 @@ class DialMetrics(Collector):
             for namespace, phases in by_namespace.items():
                 for phase, n in phases.items():
                     experiments.add_metric([namespace, phase.value], n)
-        yield from (experiments, trials, best, latest, elapsed, gpu_hours)
+        yield from (experiments, trials, best, front, latest, elapsed, gpu_hours)
 
     def describe(self) -> Iterable[Metric]:
         return []  # the families above are built at scrape time
