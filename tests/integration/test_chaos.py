@@ -283,7 +283,12 @@ def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
             assert restarted.returncode == 0, restarted.stderr
             restart_logs.append(restarted.stderr.strip().splitlines()[-1])
             n_restarts += 1
-        wait_for_phase(cluster, operator, ns, "restart", ("Succeeded", "Failed"), timeout=300)
+        try:
+            wait_for_phase(cluster, operator, ns, "restart", ("Succeeded", "Failed"), timeout=300)
+        except AssertionError as exc:
+            state = cluster.kubectl("get", "trials,jobs,pods", "-n", ns, "-o", "wide", check=False).stdout
+            agent = open(cluster.node_agent["log"]).read()[-6000:]
+            raise AssertionError(f"{exc}\n\nobjects:\n{state}\nnode agent log (tail):\n{agent}") from None
         assert operator.proc.poll() is None and operator.n_starts == 1, f"the operator exited:\n{operator.log()}"
         assert_ran_exactly_once(cluster, ns, "restart", n_trials)  # 2 at a time: the order of outcomes varies
         print(*restart_logs, sep="\n")
