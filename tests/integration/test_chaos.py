@@ -284,7 +284,11 @@ def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
             restart_logs.append(restarted.stderr.strip().splitlines()[-1])
             n_restarts += 1
         try:
-            wait_for_phase(cluster, operator, ns, "restart", ("Succeeded", "Failed"), timeout=300)
+            # Over 5 minutes: once in CI a trial started just before the SIGKILL never finished within
+            # 300 s, while later ones did. Kubernetes controllers wait out a 5-minute expectations
+            # timeout when a request of theirs died with the API server; that is the suspect, not
+            # confirmed (the dump below shows the objects if it happens again).
+            wait_for_phase(cluster, operator, ns, "restart", ("Succeeded", "Failed"), timeout=420)
         except AssertionError as exc:
             state = cluster.kubectl("get", "trials,jobs,pods", "-n", ns, "-o", "wide", check=False).stdout
             agent = open(cluster.node_agent["log"]).read()[-6000:]
