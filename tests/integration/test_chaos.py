@@ -266,6 +266,7 @@ def own_cluster(tmp_path_factory):
         subprocess.run([sys.executable, CLUSTER, "down"], env=env, capture_output=True, timeout=180)
 
 
+@pytest.mark.timeout(720)  # its own control plane to start, two restarts, and the wait below
 def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
     cluster, ns, n_trials = own_cluster, "restart", 8
     cluster.kubectl("create", "namespace", ns)
