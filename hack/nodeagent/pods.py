@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from .agent import NodeAgent
 
 
+STATUS_RETRY_SECONDS = 1.0  # between writes of a status the API server did not take
+
+
 class PodWorker(PodSetup, threading.Thread):
     """Runs one pod: init containers, sidecars, main containers; reports status."""
 
@@ -53,6 +56,11 @@ class PodWorker(PodSetup, threading.Thread):
         self.kubeconfig_path: str | None = None
         self.done = threading.Event()
         self.status_lock = threading.Lock()
+        # The last status could not be written (API server down or refusing): retried until it is,
+        # as the kubelet's status manager does; otherwise a pod that ended during an outage would
+        # stay Running in the API for ever and its Job would never finish.
+        self.status_unsent = False
+        self.status_retry_at = 0.0
 
     # ---------------------------------------------------------------- lifecycle
     def request_stop(self, grace: float | None) -> None:
@@ -163,6 +171,8 @@ class PodWorker(PodSetup, threading.Thread):
                 return
             if changed:
                 self.report()
+            else:
+                self.retry_status()
             time.sleep(0.05)
 
         # deletion requested
@@ -212,7 +222,8 @@ class PodWorker(PodSetup, threading.Thread):
                 c.poll()
 
     def wait_for_deletion(self) -> None:
-        self.stop_event.wait()
+        while not self.stop_event.wait(STATUS_RETRY_SECONDS):
+            self.retry_status()
         self.terminate_all(self.grace)
         self.finalize_deletion()
 
@@ -280,9 +291,22 @@ class PodWorker(PodSetup, threading.Thread):
             try:
                 self.agent.core.patch_namespaced_pod_status(self.name, self.ns, {"status": status})
                 self.pod["status"] = status
+                self.status_unsent = False
             except ApiException as e:
                 if e.status == 404:
                     self.killed_event.set()
                     self.stop_event.set()
                 else:
-                    log.warning("pod %s status: %s %s %s", self.key, e.status, e.reason, e.body)
+                    log.warning("pod %s status: %s %s %s; will retry", self.key, e.status, e.reason, e.body)
+                    self._unsent()
+            except Exception as e:  # the API server unreachable (urllib3 errors, resets)
+                log.warning("pod %s status: %s; will retry", self.key, e)
+                self._unsent()
+
+    def _unsent(self) -> None:
+        self.status_unsent = True
+        self.status_retry_at = time.monotonic() + STATUS_RETRY_SECONDS
+
+    def retry_status(self) -> None:
+        if self.status_unsent and time.monotonic() >= self.status_retry_at:
+            self.report()
