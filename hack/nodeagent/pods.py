@@ -3,12 +3,14 @@ restarts them per ``restartPolicy``, enforces ``activeDeadlineSeconds``, handles
 reports the pod's status, as the kubelet's pod worker does."""
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -22,6 +24,13 @@ if TYPE_CHECKING:
 
 
 STATUS_RETRY_SECONDS = 1.0  # between writes of a status the API server did not take
+
+
+def api_unreachable(e: Exception) -> bool:
+    """The API server is down, restarting or overloaded: worth trying again, unlike a refusal."""
+    if isinstance(e, ApiException):
+        return e.status in (0, 429) or e.status >= 500
+    return isinstance(e, (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError))
 
 
 class PodWorker(PodSetup, threading.Thread):
@@ -88,7 +97,7 @@ class PodWorker(PodSetup, threading.Thread):
         os.makedirs(self.log_dir, exist_ok=True)
         self.report()
         try:
-            self.setup()
+            self._setup()
         except Exception as e:
             log.exception("pod %s setup failed", self.key)
             self.phase, self.reason, self.message = "Failed", "SetupError", str(e)
@@ -182,6 +191,21 @@ class PodWorker(PodSetup, threading.Thread):
             self.phase = "Succeeded" if ok else "Failed"
         self.report()
         self.finalize_deletion()
+
+    def _setup(self) -> None:
+        """setup(), tried again while the API server cannot answer (tokens, configMaps and secrets
+        come from it): a kubelet keeps such a pod in ContainerCreating rather than failing it."""
+        while True:
+            try:
+                self.setup()
+                return
+            except Exception as e:
+                if not api_unreachable(e) or self.stop_event.is_set():
+                    raise
+                log.warning("pod %s setup: %s; will retry", self.key, e)
+                self.node.gpu_pool.give(self.gpu_ids)  # setup takes them again
+                self.gpu_ids = []
+                self.stop_event.wait(STATUS_RETRY_SECONDS)
 
     def supervise_sidecars(self) -> bool:
         changed = False
