@@ -25,7 +25,7 @@ class PodSetup:
     containers and paths)."""
 
     def setup(self) -> None:
-        spec, md = self.pod["spec"], self.pod["metadata"]
+        spec = self.pod["spec"]
         # GPUs for the pod: the larger of the sum over main containers and any init container
         need_main = sum(gpu_limit(c.spec) for c in self.mains)
         need_init = max([gpu_limit(c.spec) for c in self.inits] or [0])
@@ -56,15 +56,7 @@ class PodSetup:
                 d = os.path.join(self.agent.data_dir, "claims", self.ns, v["persistentVolumeClaim"]["claimName"])
             os.makedirs(d, exist_ok=True)
             self.vol_dirs[v["name"]] = d
-            if "configMap" in v:
-                self.write_keys(d, self.agent.get_configmap(self.ns, v["configMap"]), v["configMap"])
-            elif "secret" in v:
-                self.write_keys(d, self.agent.get_secret(self.ns, v["secret"].get("secretName")), v["secret"], b64=True)
-            elif "downwardAPI" in v:
-                for item in v["downwardAPI"].get("items") or []:
-                    if "fieldRef" in item:
-                        write_file(os.path.join(d, item["path"]), self.field_ref(item["fieldRef"]["fieldPath"]))
-            elif "projected" in v:
+            if "projected" in v:
                 for src in v["projected"].get("sources") or []:
                     if "serviceAccountToken" in src:
                         t = src["serviceAccountToken"]
@@ -73,14 +65,10 @@ class PodSetup:
                             expiration=t.get("expirationSeconds"),
                         ) if t.get("audience") else token
                         write_file(os.path.join(d, t.get("path", "token")), tok or "", 0o600)
-                    elif "configMap" in src:
-                        self.write_keys(d, self.agent.get_configmap(self.ns, src["configMap"]), src["configMap"])
-                    elif "secret" in src:
-                        self.write_keys(d, self.agent.get_secret(self.ns, src["secret"].get("name")), src["secret"], b64=True)
-                    elif "downwardAPI" in src:
-                        for item in src["downwardAPI"].get("items") or []:
-                            if "fieldRef" in item:
-                                write_file(os.path.join(d, item["path"]), self.field_ref(item["fieldRef"]["fieldPath"]))
+                    else:
+                        self.write_source(d, src, secret_name="name")
+            else:
+                self.write_source(d, v, secret_name="secretName")
             # emptyDir and others (hostPath is not supported): an empty directory
         # mount points under the pod root
         for c in self.inits + self.mains:
@@ -96,6 +84,18 @@ class PodSetup:
                     continue
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 os.symlink(src, target)
+
+    def write_source(self, d: str, source: dict, *, secret_name: str) -> None:
+        """A configMap, secret or downwardAPI source as files in `d`: a volume's own, or one of a
+        projected volume's (where the secret's name is under `name`, not `secretName`)."""
+        if "configMap" in source:
+            self.write_keys(d, self.agent.get_configmap(self.ns, source["configMap"]), source["configMap"])
+        elif "secret" in source:
+            self.write_keys(d, self.agent.get_secret(self.ns, source["secret"].get(secret_name)), source["secret"], b64=True)
+        elif "downwardAPI" in source:
+            for item in source["downwardAPI"].get("items") or []:
+                if "fieldRef" in item:
+                    write_file(os.path.join(d, item["path"]), self.field_ref(item["fieldRef"]["fieldPath"]))
 
     def write_keys(self, d: str, data: dict | None, ref: dict, b64: bool = False) -> None:
         if data is None:

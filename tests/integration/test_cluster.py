@@ -2,6 +2,7 @@
 CRD validation, with the node agent running pods as local processes."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import textwrap
@@ -337,3 +338,32 @@ def test_active_deadline_seconds(cluster, namespace):
     pod = cluster.wait_pod_phase(namespace, "slow", timeout=30)
     assert pod.status.phase == "Failed" and pod.status.reason == "DeadlineExceeded"
     assert cluster.pod_log(namespace, "slow", "main") == "''\n"  # no GPUs asked for: none visible
+
+
+def test_config_map_secret_downward_and_projected_volumes_become_files(cluster, namespace):
+    cluster.apply(yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace},
+         "data": {"lr": "0.1", "unused": "x"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": namespace},
+         "stringData": {"token": "s3cret"}},
+    ]))
+    # Mount paths in the command are rewritten to where the agent put them: name each one whole.
+    read = ("import pathlib; print(sorted((f'{n}/{p.name}', p.read_text()) for n, d in "
+            "[('cm', '/v/cm'), ('sec', '/v/sec'), ('down', '/v/down'), ('all', '/v/all')] "
+            "for p in pathlib.Path(d).iterdir() if p.is_file()), flush=True)")
+    downward = {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}
+    cluster.apply(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mounts", "namespace": namespace},
+        "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, "volumes": [
+            {"name": "cm", "configMap": {"name": "settings", "items": [{"key": "lr", "path": "lr.txt"}]}},
+            {"name": "sec", "secret": {"secretName": "creds"}},
+            {"name": "down", "downwardAPI": downward},
+            {"name": "all", "projected": {"sources": [
+                {"configMap": {"name": "settings", "items": [{"key": "lr", "path": "p-lr"}]}},
+                {"secret": {"name": "creds"}}, {"downwardAPI": downward}]}}],
+            "containers": [{"name": "main", "image": "x", "command": ["python", "-c", read], "volumeMounts": [
+                {"name": n, "mountPath": f"/v/{n}"} for n in ("cm", "sec", "down", "all")]}]}}))
+    cluster.wait_pod_phase(namespace, "mounts", "Succeeded", 60)
+    files = dict(ast.literal_eval(cluster.pod_log(namespace, "mounts").strip()))  # the list the pod printed
+    assert files == {"cm/lr.txt": "0.1", "sec/token": "s3cret", "down/name": "mounts",
+                     "all/p-lr": "0.1", "all/token": "s3cret", "all/name": "mounts"}
