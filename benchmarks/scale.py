@@ -255,7 +255,7 @@ def run(n_experiments: int, n_trials: int, parallel: int, timeout: float, worker
         "operator_writes_per_trial": operator_writes / n_done,
         "collector_requests_per_trial": collector_requests / n_done,
         # every write on the cluster minus the collectors' (all of theirs are writes): the operator's,
-        # plus the controllers' and node agent's (Jobs -> pods, pod status) and anyone else's
+        # plus the controllers' and the kubelet's (Jobs -> pods, pod status) and anyone else's
         "cluster_writes_per_trial": all_writes / n_done,
         "operator_cpu_seconds": round(cpu_after - cpu_before, 1), "peak_rss_mb": round(peak_rss, 1),
         "watch_events": dict(watch.counts), "namespace": namespace,
@@ -287,7 +287,7 @@ def table(r: dict[str, Any]) -> str:
                                             "watches, writes)", ""),
         ("collector API requests per trial", f"{r['collector_requests_per_trial']:.1f} (all status patches)", ""),
         ("all cluster writes per trial", f"{r['cluster_writes_per_trial']:.1f} (operator + collectors + "
-                                         "controllers + node agent)", ""),
+                                         "controllers + kubelet)", ""),
         ("operator CPU / peak RSS", f"{r['operator_cpu_seconds']} s / {r['peak_rss_mb']} MB",
          _met(r["peak_rss_mb"] < TARGETS["peak_rss_mb"], "RSS < 300 MB")),
         ("watch events sent", ", ".join(f"{k} {v}" for k, v in sorted(r["watch_events"].items()))

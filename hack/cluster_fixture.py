@@ -22,19 +22,21 @@ and waited for until Established (``DIAL_CRDS_DIR`` names another directory; emp
 Cluster API
 -----------
 ``kubeconfig``          admin kubeconfig path (also exported as ``KUBECONFIG`` for the session)
-``dir``                 the cluster's data dir; ``node_data`` is the node agent's
+``dir``                 the cluster's data dir; ``node_data`` is the node's (containerd, kubelet)
+``node_name``, ``node_ip``, ``gpus``   the one real node: its name, address and fake GPU count
 ``kubectl(*args, input=None, check=True, timeout=60)`` -> ``subprocess.CompletedProcess`` (text)
 ``helm(*args, ...)``    same for helm
 ``api()``               a ``kubernetes.client.ApiClient`` for the admin user
 ``core``, ``batch``, ``custom``, ``rbac``   typed clients (CoreV1Api, BatchV1Api, ...)
-``pod_log(ns, pod, container=None, previous=False)`` -> str: the container's log file
-``log_path(ns, pod, container)``  the file: ``<node_data>/logs/<ns>/<pod>/<container>.log``
+``pod_log(ns, pod, container=None, previous=False)`` -> str: the container's log, through the
+                        API server and the kubelet (``kubectl logs``); "" when there is none yet
+``component_log(name)`` -> str: a component's own log (etcd, kube-apiserver, containerd, kubelet, ...)
 ``wait_for(fn, timeout=30, interval=0.2, what="...")``  poll until ``fn()`` is truthy; returns it
 ``wait_pod_phase(ns, pod, phases, timeout=60)``         -> the V1Pod
 ``apply(yaml_text)``, ``apply_crds(dir)``
-``node_agent``          dict: ``pid``, ``data_dir``, ``log`` (the agent's own log file)
-
-Pod logs are also served to ``kubectl logs`` by the node agent's kubelet endpoint.
+``restart(*args)``      ``hack/cluster restart`` (stop, keep down, start again; see its help)
+``fit_to_node(manifest)``  an Experiment's training containers ask for 250m CPU (the node has 2 cores)
+``pod_pids(ns, pod)``   host pids of the pod's container processes (from its cgroups)
 """
 from __future__ import annotations
 
@@ -61,11 +63,9 @@ class Cluster:
         self.kubeconfig: str = state["kubeconfig"]
         self.node_data: str = state["node_data"]
         self.server: str = state["server"]
-        self.node_agent = {
-            "pid": state["pids"]["node-agent"],
-            "data_dir": self.node_data,
-            "log": os.path.join(self.dir, "logs", "node-agent.log"),
-        }
+        self.node_name: str = state["node_name"]
+        self.node_ip: str = state["node_ip"]
+        self.gpus: int = state["gpus"]
         self._api = None
 
     # -------------------------------------------------------------- CLIs
@@ -92,6 +92,13 @@ class Cluster:
         if check and r.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r
+
+    def restart(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`hack/cluster restart ARGS` (default: kube-apiserver and etcd), same arguments and data."""
+        env = self._env()
+        env.pop("KUBECONFIG", None)
+        return subprocess.run([sys.executable, CLUSTER, "restart", *args], capture_output=True, text=True,
+                              env=env, timeout=timeout)
 
     def apply(self, yaml_text: str) -> subprocess.CompletedProcess:
         return self.kubectl("apply", "-f", "-", input=yaml_text)
@@ -127,17 +134,39 @@ class Cluster:
         return client.RbacAuthorizationV1Api(self.api())
 
     # -------------------------------------------------------------- helpers
-    def log_path(self, ns: str, pod: str, container: str, previous: bool = False) -> str:
-        return os.path.join(self.node_data, "logs", ns, pod, f"{container}{'.previous' if previous else ''}.log")
-
     def pod_log(self, ns: str, pod: str, container: str | None = None, previous: bool = False) -> str:
+        from kubernetes.client.exceptions import ApiException
+
         if container is None:
             container = self.core.read_namespaced_pod(pod, ns).spec.containers[0].name
         try:
-            with open(self.log_path(ns, pod, container, previous), errors="replace") as f:
+            return self.core.read_namespaced_pod_log(pod, ns, container=container, previous=previous)
+        except ApiException as e:
+            if e.status in (400, 404):  # not started yet, or no previous run
+                return ""
+            raise
+
+    def component_log(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.dir, "logs", f"{name}.log"), errors="replace") as f:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def pod_pids(self, ns: str, pod: str) -> set[int]:
+        """Processes of the pod's containers on this machine, found by the pod's cgroup (cgroupfs driver)."""
+        uid = self.core.read_namespaced_pod(pod, ns).metadata.uid
+        pids: set[int] = set()
+        for d in glob.glob(f"/sys/fs/cgroup/*/kubepods/**/pod{uid}", recursive=True) + \
+                glob.glob(f"/sys/fs/cgroup/kubepods/**/pod{uid}", recursive=True):
+            for dirpath, _dirs, files in os.walk(d):
+                if "cgroup.procs" in files:
+                    try:
+                        with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                            pids.update(int(x) for x in f.read().split())
+                    except OSError:
+                        pass
+        return pids
 
     @staticmethod
     def wait_for(fn: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
@@ -178,6 +207,17 @@ class Cluster:
             self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s",
                          *[f"crd/{n}" for n in names], timeout=timeout + 10)
         return names
+
+
+def fit_to_node(manifest: dict[str, Any], cpu: str = "250m") -> dict[str, Any]:
+    """Ask for `cpu` per training container: the examples limit each trial to one CPU (so, without
+    a request, ask for one), and the test node is this 2-core machine, which would then run one
+    trial at a time (the collector sidecar asks for 10m more)."""
+    pod = manifest["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    for container in pod["containers"]:
+        if "cpu" in (container.get("resources") or {}).get("limits", {}):
+            container["resources"].setdefault("requests", {})["cpu"] = cpu
+    return manifest
 
 
 def _run_cluster(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:

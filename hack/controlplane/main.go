@@ -5,6 +5,9 @@
 //	dialkube kube-apiserver ...                                   app.NewAPIServerCommand
 //	dialkube kube-controller-manager ...                          app.NewControllerManagerCommand
 //	dialkube kube-scheduler ...                                   app.NewSchedulerCommand
+//	dialkube kubelet ...                                          k8s.io/kubernetes/cmd/kubelet/app
+//	dialkube kube-proxy ...                                       k8s.io/kubernetes/cmd/kube-proxy/app
+//	dialkube gpu-device-plugin --count N                          fake nvidia.com/gpu devices (gpuplugin.go)
 //	dialkube kubectl ...                                          k8s.io/kubectl/pkg/cmd
 //	dialkube pki --dir D --server URL                             CA, serving/client certs, SA keys, kubeconfigs
 //
@@ -13,6 +16,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	_ "time/tzdata" // CronJob time zones, as in cmd/kube-apiserver
@@ -25,11 +29,13 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
 	schedapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: dialkube {etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|pki} [flags]")
+	fmt.Fprintln(os.Stderr, "usage: dialkube {etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|gpu-device-plugin|kubectl|pki} [flags]")
 	os.Exit(2)
 }
 
@@ -51,6 +57,12 @@ func main() {
 		os.Exit(cli.Run(cmapp.NewControllerManagerCommand()))
 	case "kube-scheduler":
 		os.Exit(cli.Run(schedapp.NewSchedulerCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubeletapp.NewKubeletCommand(context.Background())))
+	case "kube-proxy":
+		os.Exit(cli.Run(proxyapp.NewProxyCommand()))
+	case "gpu-device-plugin":
+		os.Exit(runGPUDevicePlugin(os.Args[1:]))
 	case "kubectl":
 		command := kubectlcmd.NewDefaultKubectlCommand()
 		if err := cli.RunNoErrOutput(command); err != nil {

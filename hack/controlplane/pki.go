@@ -22,26 +22,35 @@ import (
 // runPKI writes everything the control plane needs to trust itself:
 //
 //	ca.crt ca.key                    cluster CA (also signs CSRs in the controller-manager)
-//	apiserver.crt apiserver.key      serving cert for 127.0.0.1 / localhost / kubernetes.default.svc
+//	apiserver.crt apiserver.key      serving cert for 127.0.0.1 / the node IP / kubernetes.default.svc
+//	kubelet.crt kubelet.key          the kubelet's serving cert (logs, exec, port-forward) for the node IP
 //	sa.key sa.pub                    ServiceAccount token signing key pair
-//	<user>.kubeconfig                admin (system:masters), controller-manager, scheduler
+//	<user>.kubeconfig                admin (system:masters), controller-manager, scheduler,
+//	                                 node (system:node:<name>), kube-proxy
 func runPKI(args []string) int {
 	fs := flag.NewFlagSet("pki", flag.ExitOnError)
 	dir := fs.String("dir", "", "output directory")
-	server := fs.String("server", "", "apiserver URL for kubeconfigs, e.g. https://127.0.0.1:6443")
+	server := fs.String("server", "", "apiserver URL for kubeconfigs, e.g. https://10.213.0.1:6443")
+	nodeIP := fs.String("node-ip", "127.0.0.1", "the node's address: in the apiserver's and the kubelet's serving certs")
+	nodeName := fs.String("node-name", "dial-node", "the node's name: the kubelet's user system:node:<name>")
 	_ = fs.Parse(args)
 	if *dir == "" || *server == "" {
 		fmt.Fprintln(os.Stderr, "pki: --dir and --server are required")
 		return 2
 	}
-	if err := writePKI(*dir, *server); err != nil {
+	ip := net.ParseIP(*nodeIP)
+	if ip == nil {
+		fmt.Fprintf(os.Stderr, "pki: --node-ip %q is not an IP address\n", *nodeIP)
+		return 2
+	}
+	if err := writePKI(*dir, *server, ip, *nodeName); err != nil {
 		fmt.Fprintf(os.Stderr, "pki: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func writePKI(dir, server string) error {
+func writePKI(dir, server string, nodeIP net.IP, nodeName string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -87,8 +96,8 @@ func writePKI(dir, server string) error {
 		serial++
 		if server {
 			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-			t.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")}
-			t.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+			t.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1"), nodeIP}
+			t.DNSNames = []string{"localhost", nodeName, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
 		} else {
 			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		}
@@ -104,8 +113,8 @@ func writePKI(dir, server string) error {
 	if _, _, err := issue("apiserver", pkix.Name{CommonName: "kube-apiserver"}, true); err != nil {
 		return err
 	}
-	// serving cert for the node agent's kubelet endpoint (kubectl logs)
-	if _, _, err := issue("kubelet", pkix.Name{CommonName: "dial-node-agent"}, true); err != nil {
+	// the kubelet's serving cert, so the apiserver can verify it for logs, exec and port-forward
+	if _, _, err := issue("kubelet", pkix.Name{CommonName: nodeName}, true); err != nil {
 		return err
 	}
 	// client cert the apiserver presents to the kubelet endpoint
@@ -119,6 +128,9 @@ func writePKI(dir, server string) error {
 		{"admin", pkix.Name{CommonName: "dial-admin", Organization: []string{"system:masters"}}},
 		{"controller-manager", pkix.Name{CommonName: "system:kube-controller-manager"}},
 		{"scheduler", pkix.Name{CommonName: "system:kube-scheduler"}},
+		// the Node authorizer and NodeRestriction admission know the kubelet by this name and group
+		{"node", pkix.Name{CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}}},
+		{"kube-proxy", pkix.Name{CommonName: "system:kube-proxy"}},
 	}
 	for _, u := range users {
 		der, key, err := issue(u.file, u.subj, false)

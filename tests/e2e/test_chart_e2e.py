@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from cluster_fixture import Cluster, cluster  # noqa: E402,F401  (pytest fixture)
+from cluster_fixture import Cluster, cluster, fit_to_node  # noqa: E402,F401  (pytest fixture)
 from dashboard import concrete, load, panel_queries, variable_queries  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -98,7 +98,7 @@ def release_namespace(cluster: Cluster) -> Iterator[str]:
 
 
 def experiment_manifest(namespace: str, example: str = EXPERIMENT, trials: int = 8) -> str:
-    manifest = yaml.safe_load((ROOT / "examples" / example / "experiment.yaml").read_text())
+    manifest = fit_to_node(yaml.safe_load((ROOT / "examples" / example / "experiment.yaml").read_text()))
     manifest["metadata"]["namespace"] = namespace
     manifest["spec"]["maxTrialCount"] = trials
     return yaml.safe_dump(manifest)
@@ -107,22 +107,27 @@ def experiment_manifest(namespace: str, example: str = EXPERIMENT, trials: int =
 def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluster, release_namespace: str,
                                                                   prometheus_binary: str, tmp_path: Path) -> None:
     ns = release_namespace
-    health_port, metrics_port = free_port(), free_port()
-    # Pods run as processes on this machine, so the ports are free ones here. Watching only this
-    # namespace keeps the operator away from other tests' experiments on the shared cluster.
+    # The operator runs in a container from the worker image built from worker_image/Dockerfile, as
+    # the chart's non-root user with a read-only root filesystem; its ports are reached at the pod's
+    # IP on the node's pod bridge. Watching only this namespace keeps the operator away from other
+    # tests' experiments on the shared cluster.
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    health_port, metrics_port = values["operator"]["healthPort"], values["metrics"]["port"]
     install = cluster.helm(
         "install", RELEASE, str(CHART), "-n", ns, "--create-namespace", "--wait", "--timeout", "180s",
-        "--set", f"watchNamespaces={{{ns}}}", "--set", f"operator.healthPort={health_port}",
-        "--set", f"metrics.port={metrics_port}", "--set", "image.repository=dial-worker", timeout=240)
+        "--set", f"watchNamespaces={{{ns}}}", "--set", "image.repository=dial-worker", timeout=240)
     assert "kubectl get experiments" in install.stdout and f"helm uninstall {RELEASE}" in install.stdout
 
     def operator_log() -> str:
         pod = cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items[0]
         return cluster.pod_log(ns, pod.metadata.name)
 
+    def operator_pod() -> Any:
+        return cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items[0]
+
     def alive() -> bool:
         try:
-            http_get(f"http://127.0.0.1:{health_port}/healthz", timeout=2)
+            http_get(f"http://{operator_pod().status.pod_ip}:{health_port}/healthz", timeout=2)
         except OSError:
             return False
         return True
@@ -134,17 +139,26 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
     pods = cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items
     assert len(pods) == 1 and pods[0].status.phase == "Running"
     assert pods[0].spec.service_account_name == f"{RELEASE}-operator"
+    [status] = pods[0].status.container_statuses
+    assert status.ready and status.image.endswith("dial-worker:0.1.0"), status
+    who = cluster.kubectl("exec", "-n", ns, pods[0].metadata.name, "--", "python", "-c",
+                          "import os; open('/probe', 'w')", check=False)
+    assert who.returncode != 0 and "Read-only file system" in who.stderr, who.stderr
+    uid = cluster.kubectl("exec", "-n", ns, pods[0].metadata.name, "--", "python", "-c", "import os; print(os.getuid())")
+    assert uid.stdout.strip() == str(values["operator"]["runAsUser"]) == "65532"
+    pod_ip = pods[0].status.pod_ip
     operator_sa = f"system:serviceaccount:{ns}:{RELEASE}-operator"
     can = lambda *args: cluster.kubectl("auth", "can-i", *args, "--as", operator_sa, check=False).stdout.strip()  # noqa: E731
     assert can("create", "trials.dial.dev", "-n", ns) == "yes"
     assert can("delete", "experiments.dial.dev", "-n", ns) == "no"
     assert can("list", "jobs.batch", "-n", "default") == "no"  # only the watched namespace
 
-    prometheus = Prometheus(f"127.0.0.1:{metrics_port}", tmp_path)
+    prometheus = Prometheus(f"{pod_ip}:{metrics_port}", tmp_path)
     try:
         started = time.time()
         cluster.apply(experiment_manifest(ns))
         cluster.apply(experiment_manifest(ns, MULTI_OBJECTIVE, trials=4))
+        cluster.apply(experiment_manifest(ns, "peaks", trials=4))
 
         def finished(name: str) -> dict[str, Any] | None:
             exp = cluster.custom.get_namespaced_custom_object("dial.dev", "v1alpha1", ns, "experiments", name)
@@ -156,9 +170,11 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
                                           what=f"{EXPERIMENT} to finish")
             multi = cluster.wait_for(lambda: finished(MULTI_OBJECTIVE), timeout=300, interval=1,
                                      what=f"{MULTI_OBJECTIVE} to finish")
+            peaks = cluster.wait_for(lambda: finished("peaks"), timeout=300, interval=1, what="peaks to finish")
         except TimeoutError as exc:
             pytest.fail(f"{exc}; the operator's log:\n{operator_log()}")
         assert multi["status"]["phase"] == "Succeeded" and multi["status"]["paretoFrontSize"] >= 1, multi["status"]
+        assert peaks["status"]["phase"] == "Succeeded" and peaks["status"]["trialsDone"] == 4, peaks["status"]
         status = experiment["status"]
         assert status["phase"] == "Succeeded", status
         assert status["trialsDone"] == 8 and status["bestTrial"]["objective"] > 0.5
@@ -168,9 +184,13 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
 
         jobs = cluster.batch.list_namespaced_job(ns, label_selector=f"dial.dev/experiment={EXPERIMENT}").items
         assert jobs and {j.spec.template.spec.service_account_name for j in jobs} == {"dial-collector"}
+        # the collector: a native sidecar (an init container that keeps running) from the same image
+        sidecars = [c for j in jobs for c in j.spec.template.spec.init_containers or [] if c.name == "dial-collector"]
+        assert len(sidecars) == len(jobs) and {(c.restart_policy, c.image) for c in sidecars} == {
+            ("Always", pods[0].spec.containers[0].image)}
 
-        body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
-        assert f'dial_experiments{{namespace="{ns}",phase="Succeeded"}} 2.0' in body
+        body = http_get(f"http://{pod_ip}:{metrics_port}/metrics")
+        assert f'dial_experiments{{namespace="{ns}",phase="Succeeded"}} 3.0' in body
         front = {(s.labels["trial"], s.labels["metric"]): s.value for f in text_string_to_metric_families(body)
                  for s in f.samples if s.name == "dial_experiment_pareto_front" and s.labels["namespace"] == ns}
         assert front == {(e["name"], m): v for e in multi["status"]["paretoFront"] for m, v in e["objectives"].items()}

@@ -1,8 +1,10 @@
-"""Helpers for the chaos tests: a TCP proxy that can cut the operator off the API server, container
-processes of the node agent by pod, bad-spec mutations for hypothesis, and the tally printed at the end."""
+"""Helpers for the chaos tests: a TCP proxy that can cut the operator off the API server, killing a
+container's processes (found by its cgroup on the node), bad-spec mutations for hypothesis, and the
+tally printed at the end."""
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import socket
@@ -31,8 +33,8 @@ class ApiProxy:
     """127.0.0.1:<port> -> the API server; `cut()` drops every connection and closes new ones at once
     (counting them) until `restore()`."""
 
-    def __init__(self, upstream_port: int):
-        self.upstream_port = upstream_port
+    def __init__(self, upstream_host: str, upstream_port: int):
+        self.upstream = (upstream_host, upstream_port)
         self.refused = 0  # connection attempts while cut: proof the client kept trying
         self.is_cut = False
         self._lock = threading.Lock()
@@ -68,7 +70,7 @@ class ApiProxy:
                 _close(client)
                 continue
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream = socket.create_connection(self.upstream, timeout=5)
                 upstream.settimeout(None)
             except OSError:
                 _close(client)
@@ -98,18 +100,31 @@ def _close(conn: socket.socket) -> None:
 
 
 def proxied_kubeconfig(kubeconfig: str, server: str, proxy: ApiProxy, path: Path) -> str:
-    """A copy of the kubeconfig whose server is the proxy (same IP, so the serving certificate still fits)."""
+    """A copy of the kubeconfig whose server is the proxy (on 127.0.0.1, which the serving certificate names too)."""
     path.write_text(Path(kubeconfig).read_text().replace(server, f"https://127.0.0.1:{proxy.port}"))
     return str(path)
 
 
 def kill_container(pod: Any, container: str) -> int:
-    """SIGKILL a container's process group; the node agent's containerID is `dial://<pid>`."""
+    """SIGKILL every process of a running container (an OOM kill, as the kernel does it); returns how many.
+
+    The container's processes are those in its cgroup, `.../kubepods/.../pod<uid>/<container id>`
+    (the kubelet's cgroupfs driver), on this machine: the node is the machine itself.
+    """
     statuses = [*(pod.status.container_statuses or []), *(pod.status.init_container_statuses or [])]
     [status] = [s for s in statuses if s.name == container]
-    pid = int(status.container_id.removeprefix("dial://"))
-    os.killpg(pid, signal.SIGKILL)
-    return pid
+    container_id = status.container_id.split("://", 1)[1]
+    pids: set[int] = set()
+    for procs in glob.glob(f"/sys/fs/cgroup/**/pod{pod.metadata.uid}/{container_id}/cgroup.procs", recursive=True):
+        with open(procs) as f:
+            pids.update(int(x) for x in f.read().split())
+    assert pids, f"no processes found for container {container} ({container_id})"
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
 
 
 # -- bad Experiment specs: (what is changed, a fragment the error must contain, how)

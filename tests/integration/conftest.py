@@ -1,5 +1,5 @@
-"""Integration tests run against the local control plane (hack/cluster): real etcd,
-kube-apiserver, kube-controller-manager and kube-scheduler, with hack/node_agent.py as kubelet.
+"""Integration tests run against the local cluster (hack/cluster): real etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler, and one real node (containerd, the kubelet, kube-proxy).
 
 The session fixture ``cluster`` starts it once (or reuses one started by ``hack/cluster up``) and
 applies ``crds/``; see hack/cluster_fixture.py for its API. Tests here are marked

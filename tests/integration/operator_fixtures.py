@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from cluster_fixture import Cluster
+from cluster_fixture import Cluster, fit_to_node
 from dial.kube.rbac import collector_rbac, render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,8 +80,8 @@ def operator(cluster, dial_namespace, tmp_path) -> OperatorProcess:
 
 # -- manifests
 def example_manifest(name: str, **spec: Any) -> dict[str, Any]:
-    """The example's experiment with spec fields replaced (a `None` removes a field)."""
-    data = yaml.safe_load((REPO / "examples" / name / "experiment.yaml").read_text())
+    """The example's experiment, fitted to the test node, with spec fields replaced (a `None` removes a field)."""
+    data = fit_to_node(yaml.safe_load((REPO / "examples" / name / "experiment.yaml").read_text()))
     for key, value in spec.items():
         if value is None:
             data["spec"].pop(key, None)

@@ -96,7 +96,7 @@ def test_sigkill_operator_many_times_across_experiments(cluster, operator):
 
 
 def test_operator_cut_off_from_the_api_server_reconnects_and_carries_on(cluster, dial_namespace, tmp_path):
-    proxy = ApiProxy(urlparse(cluster.server).port)
+    proxy = ApiProxy(urlparse(cluster.server).hostname, urlparse(cluster.server).port)
     kubeconfig = proxied_kubeconfig(cluster.kubeconfig, cluster.server, proxy, tmp_path / "kubeconfig")
     operator = OperatorProcess(kubeconfig, dial_namespace, tmp_path / "operator.log", resync_seconds=5.0)
     operator.start()
@@ -162,7 +162,7 @@ def test_trial_faults_end_in_the_right_phase_and_keep_observations(cluster, oper
     assert n_before_kill <= s["observations"][0]["nPoints"] < epochs, dump(s)
     pod = cluster.core.list_namespaced_pod(ns, label_selector=f"dial.dev/trial={sidecar}").items[0]
     [collector] = [c for c in pod.status.init_container_statuses if c.name == "dial-collector"]
-    assert collector.restart_count >= 1, "the node agent restarted the collector"
+    assert collector.restart_count >= 1, "the kubelet restarted the collector (a native sidecar restarts always)"
     for trial in (sidecar, revoked):
         s = status[trial]
         assert s["phase"] == "Succeeded" and s["observations"][0]["nPoints"] == epochs, dump(s)
@@ -250,21 +250,12 @@ def test_throttled_operator_backs_off_and_finishes(cluster, dial_namespace, tmp_
 
 
 @pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory):
-    """A control plane of this test's own: restarting its API server must not disturb tests sharing the session's."""
-    directory = tmp_path_factory.mktemp("restart") / "cluster"
-    env = {**os.environ, "DIAL_CLUSTER_DIR": str(directory)}
-    env.pop("KUBECONFIG", None)
-    up = subprocess.run([sys.executable, CLUSTER, "up"], env=env, capture_output=True, text=True, timeout=600)
-    assert up.returncode == 0, f"hack/cluster up failed:\n{up.stderr[-4000:]}"
-    try:
-        own = Cluster(json.loads((directory / "state.json").read_text()))
-        own.apply_crds(str(REPO / "crds"))
-        own.restart = lambda *args: subprocess.run([sys.executable, CLUSTER, "restart", *args], env=env,
-                                                   capture_output=True, text=True, timeout=300)
-        yield own
-    finally:
-        subprocess.run([sys.executable, CLUSTER, "down"], env=env, capture_output=True, timeout=180)
+def own_cluster(cluster):
+    """The session's cluster, its API server and etcd restarted in place: a machine holds one real
+    node, so there is no second cluster; tests run one at a time, so no other test sees the restarts."""
+    yield cluster
+    for ns in ("restart", "outage"):
+        cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
 
 
 def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
@@ -288,8 +279,8 @@ def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
             wait_for_phase(cluster, operator, ns, "restart", ("Succeeded", "Failed"), timeout=300)
         except AssertionError as exc:
             state = cluster.kubectl("get", "trials,jobs,pods", "-n", ns, "-o", "wide", check=False).stdout
-            agent = open(cluster.node_agent["log"]).read()[-6000:]
-            raise AssertionError(f"{exc}\n\nobjects:\n{state}\nnode agent log (tail):\n{agent}") from None
+            kubelet = cluster.component_log("kubelet")[-6000:]
+            raise AssertionError(f"{exc}\n\nobjects:\n{state}\nkubelet log (tail):\n{kubelet}") from None
         assert operator.proc.poll() is None and operator.n_starts == 1, f"the operator exited:\n{operator.log()}"
         assert_ran_exactly_once(cluster, ns, "restart", n_trials)  # 2 at a time: the order of outcomes varies
         print(*restart_logs, sep="\n")
@@ -300,16 +291,15 @@ def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
 
 
 def test_a_pod_that_ends_while_the_api_server_is_down_still_reports_its_end(own_cluster):
-    """The node agent writes a pod's final status again once the API server is back, as the kubelet's
-    status manager does; before, such a pod stayed Running in the API and its Job never finished."""
+    """The kubelet's status manager writes a pod's final status once the API server is back."""
     cluster, ns = own_cluster, "outage"
     cluster.kubectl("create", "namespace", ns)
     cluster.wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
     cluster.apply(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "brief", "namespace": ns},
         "spec": {"restartPolicy": "Never", "containers": [
-            {"name": "main", "image": "x", "command": ["python", "-c", "import time; time.sleep(2); print('done')"]}]}}))
-    cluster.wait_pod_phase(ns, "brief", "Running", 30)
+            {"name": "main", "image": "dial-worker:0.1.0", "command": ["python", "-c", "import time; time.sleep(2); print('done')"]}]}}))
+    cluster.wait_pod_phase(ns, "brief", "Running", 60)
     restarted = cluster.restart("--down", "6")  # the container exits while the API server is down
     assert restarted.returncode == 0, restarted.stderr
     assert "done" in cluster.pod_log(ns, "brief")

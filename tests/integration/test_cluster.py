@@ -1,10 +1,12 @@
-"""The local control plane is real: real Job controller, garbage collector, scheduler, RBAC and
-CRD validation, with the node agent running pods as local processes."""
+"""The local cluster is real: the Job controller, garbage collector, scheduler, RBAC and CRD
+validation of the control plane, and one node whose kubelet runs pods in containers (containerd,
+runc) from the worker image built from worker_image/Dockerfile."""
 from __future__ import annotations
 
 import ast
 import json
 import os
+import subprocess
 import textwrap
 import time
 
@@ -13,12 +15,14 @@ import yaml
 
 pytestmark = pytest.mark.integration
 
+WORKER_IMAGE = "dial-worker:0.1.0"  # imported into the node's containerd by hack/cluster up; never pulled
+
 
 def job_manifest(name: str, code: str, **pod_extra) -> str:
     pod_spec = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 5,
-        "containers": [{"name": "main", "image": "python:3.11-slim", "command": ["python", "-c", code]}],
+        "containers": [{"name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", code]}],
     }
     pod_spec.update(pod_extra)
     return yaml.safe_dump({
@@ -51,7 +55,7 @@ def test_job_completes_and_output_is_readable(cluster, namespace):
     term = pod.status.container_statuses[0].state.terminated
     assert term.exit_code == 0 and term.reason == "Completed"
     assert cluster.pod_log(namespace, pod.metadata.name) == f"hello from {pod.metadata.name} 3\n"
-    # and through the API server -> kubelet endpoint of the node agent
+    # kubectl: through the API server to the kubelet's serving certificate issued by the cluster's CA
     out = cluster.kubectl("logs", "-n", namespace, "job/hello").stdout
     assert out == f"hello from {pod.metadata.name} 3\n"
 
@@ -76,16 +80,23 @@ def test_delete_job_background_terminates_process(cluster, namespace):
     """)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=job_manifest("sleeper", code))
     pod = cluster.wait_for(lambda: [p for p in job_pods(cluster, namespace, "sleeper") if p.status.phase == "Running"],
-                           30, what="sleeper pod Running")[0]
+                           60, what="sleeper pod Running")[0]
     name = pod.metadata.name
     log = cluster.wait_for(lambda: cluster.pod_log(namespace, name), 15, what="pid in log")
-    pid = int(log.split()[1])
-    assert pid_alive(pid)
+    assert log.split()[:2] == ["pid", "1"]  # its own PID namespace: the training is PID 1
+    pids = cluster.wait_for(lambda: cluster.pod_pids(namespace, name), 15, what="the pod's processes")
+    assert all(pid_alive(p) for p in pids)
+    # the pod's log goes with the pod: follow it through the kubelet until the container ends
+    follow = subprocess.Popen([cluster.state["dialkube"], "kubectl", "logs", "-f", "-n", namespace, name],
+                              env={**os.environ, "KUBECONFIG": cluster.kubeconfig}, stdout=subprocess.PIPE, text=True)
+    cluster.wait_for(lambda: "pid 1" in cluster.pod_log(namespace, name), 5)
+    time.sleep(1)  # the follower is attached
     cluster.kubectl("delete", "-n", namespace, "job/sleeper", "--cascade=background", "--wait=false")
-    # the real garbage collector deletes the pod, the node agent stops the process
-    cluster.wait_for(lambda: not pid_alive(pid), 30, what="pod process gone")
+    # the real garbage collector deletes the pod, the kubelet stops its containers (SIGTERM to PID 1)
+    cluster.wait_for(lambda: not any(pid_alive(p) for p in pids), 30, what="pod processes gone")
     cluster.wait_for(lambda: not job_pods(cluster, namespace, "sleeper"), 30, what="pod object deleted")
-    assert "got SIGTERM" in cluster.pod_log(namespace, name, "main")
+    out, _ = follow.communicate(timeout=30)
+    assert "got SIGTERM" in out, out
 
 
 def test_grace_period_then_sigkill(cluster, namespace):
@@ -93,7 +104,7 @@ def test_grace_period_then_sigkill(cluster, namespace):
     cluster.apply(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stubborn", "namespace": namespace},
         "spec": {"terminationGracePeriodSeconds": 2, "restartPolicy": "Never",
-                 "containers": [{"name": "main", "image": "x", "command": ["python", "-c", code]}]}}))
+                 "containers": [{"name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", code]}]}}))
     cluster.wait_pod_phase(namespace, "stubborn", "Running", 30)
     cluster.wait_for(lambda: "ignoring" in cluster.pod_log(namespace, "stubborn"), 15)
     t0 = time.monotonic()
@@ -120,7 +131,7 @@ def gpu_pod(name: str, ns: str, gpus: int, code: str, node: str | None = None) -
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
                  "nodeSelector": {"kubernetes.io/hostname": node} if node else None, "containers": [{
-            "name": "main", "image": "trainer", "command": ["python", "-c", code],
+            "name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", code],
             "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]},
     }
 
@@ -136,14 +147,16 @@ def test_gpu_scheduling_and_isolation(cluster, namespace):
     p = cluster.core.read_namespaced_pod("too-big", namespace)
     assert p.status.phase == "Pending" and not p.spec.node_name
 
-    code = "import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(600)"
+    # the kubelet's device manager admits each pod with one device of the fake-GPU plugin, whose
+    # Allocate sets NVIDIA_VISIBLE_DEVICES as NVIDIA's plugin does
+    code = "import os, time; print(os.environ['NVIDIA_VISIBLE_DEVICES'], flush=True); time.sleep(600)"
     node = cluster.core.list_node().items[0].metadata.name  # both on one node (there may be several)
     for n in ("gpu-a", "gpu-b"):
         cluster.core.create_namespaced_pod(namespace, gpu_pod(n, namespace, 1, code, node))
     for n in ("gpu-a", "gpu-b"):
-        cluster.wait_pod_phase(namespace, n, "Running", 30)
+        cluster.wait_pod_phase(namespace, n, "Running", 60)
     a, b = (cluster.wait_for(lambda n=n: cluster.pod_log(namespace, n).strip(), 15) for n in ("gpu-a", "gpu-b"))
-    assert {a, b} == {"0", "1"}
+    assert {a, b} == {"dial-gpu-0", "dial-gpu-1"}
     cluster.kubectl("delete", "pod", "-n", namespace, "gpu-a", "gpu-b", "too-big", "--timeout=30s", timeout=40)
 
 
@@ -151,7 +164,7 @@ RBAC_CHECK = textwrap.dedent("""
     import os, sys
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
-    config.load_kube_config()
+    config.load_incluster_config()  # the `kubernetes` Service, through kube-proxy
     try:
         n = len(client.CoreV1Api().list_namespaced_config_map(os.environ['NS']).items)
         print('OK', n)
@@ -165,7 +178,7 @@ def rbac_pod(name: str, ns: str) -> dict:
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
         "spec": {"restartPolicy": "Never", "serviceAccountName": "reader", "containers": [{
-            "name": "main", "image": "client", "command": ["python", "-c", RBAC_CHECK],
+            "name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", RBAC_CHECK],
             "env": [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]},
     }
 
@@ -258,14 +271,14 @@ def test_init_containers_sidecar_and_empty_dir(cluster, namespace):
             "restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
             "volumes": [{"name": "shared", "emptyDir": {}}],
             "initContainers": [
-                {"name": "first", "image": "x", "volumeMounts": mount,
+                {"name": "first", "image": WORKER_IMAGE, "volumeMounts": mount,
                  "command": ["python", "-c", "open('/shared/init.txt', 'w').write('init1')"]},
-                {"name": "second", "image": "x", "volumeMounts": mount,
+                {"name": "second", "image": WORKER_IMAGE, "volumeMounts": mount,
                  "command": ["python", "-c", "open('/shared/init.txt', 'a').write('+init2')"]},
-                {"name": "collector", "image": "x", "restartPolicy": "Always", "volumeMounts": mount,
+                {"name": "collector", "image": WORKER_IMAGE, "restartPolicy": "Always", "volumeMounts": mount,
                  "command": ["python", "-c", sidecar]},
             ],
-            "containers": [{"name": "main", "image": "x", "volumeMounts": mount, "workingDir": "/shared/work",
+            "containers": [{"name": "main", "image": WORKER_IMAGE, "volumeMounts": mount, "workingDir": "/shared/work",
                             "command": ["python", "-c", main],
                             "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                                     {"name": "WD", "value": "/shared/work"}]}],
@@ -279,26 +292,32 @@ def test_init_containers_sidecar_and_empty_dir(cluster, namespace):
 
 
 def test_restart_policy_on_failure(cluster, namespace):
-    """First run fails, the node agent restarts the container, the second run succeeds."""
+    """First run fails, the kubelet restarts the container, the second run succeeds."""
     code = textwrap.dedent("""
-        import os, sys
+        import os, sys, time
         marker = '/scratch/ran-once'
         if not os.path.exists(marker):
             open(marker, 'w').close(); print('first run fails', flush=True); sys.exit(1)
-        print('second run succeeds')
+        print('second run succeeds', flush=True)
+        time.sleep(3)  # time to read the first run's log while this one runs
     """)
     cluster.core.create_namespaced_pod(namespace, {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "flaky", "namespace": namespace},
         "spec": {"restartPolicy": "OnFailure", "volumes": [{"name": "scratch", "emptyDir": {}}],
-                 "containers": [{"name": "main", "image": "x", "command": ["python", "-c", code],
+                 "containers": [{"name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", code],
                                  "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}]}})
+
+    def second_run() -> bool:
+        [st] = cluster.core.read_namespaced_pod("flaky", namespace).status.container_statuses or [None]
+        return st is not None and st.restart_count == 1 and st.state.running is not None
+    cluster.wait_for(second_run, 90, what="the restarted container running")
+    assert cluster.pod_log(namespace, "flaky", "main", previous=True) == "first run fails\n"
+    assert cluster.kubectl("logs", "-n", namespace, "flaky", "--previous").stdout == "first run fails\n"
     pod = cluster.wait_pod_phase(namespace, "flaky", timeout=60)
     st = pod.status.container_statuses[0]
     assert pod.status.phase == "Succeeded" and st.restart_count == 1
     assert st.last_state.terminated.exit_code == 1
     assert cluster.pod_log(namespace, "flaky", "main") == "second run succeeds\n"
-    assert cluster.pod_log(namespace, "flaky", "main", previous=True) == "first run fails\n"
-    assert cluster.kubectl("logs", "-n", namespace, "flaky", "--previous").stdout == "first run fails\n"
 
 
 def test_logs_follow_ends_when_the_container_exits(cluster, namespace):
@@ -307,8 +326,8 @@ def test_logs_follow_ends_when_the_container_exits(cluster, namespace):
     cluster.core.create_namespaced_pod(namespace, {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "follow", "namespace": namespace},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
-                 "containers": [{"name": "counter", "image": "x", "command": ["python", "-c", counter]},
-                                {"name": "waiter", "image": "x", "command": ["python", "-c", "import time; time.sleep(120)"]}]}})
+                 "containers": [{"name": "counter", "image": WORKER_IMAGE, "command": ["python", "-c", counter]},
+                                {"name": "waiter", "image": WORKER_IMAGE, "command": ["python", "-c", "import time; time.sleep(120)"]}]}})
     cluster.wait_for(lambda: cluster.core.read_namespaced_pod("follow", namespace).status.phase == "Running",
                      timeout=60, what="pod follow running")
     out = cluster.kubectl("logs", "-f", "-n", namespace, "follow", "-c", "counter", timeout=45).stdout
@@ -333,11 +352,11 @@ def test_active_deadline_seconds(cluster, namespace):
     cluster.core.create_namespaced_pod(namespace, {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow", "namespace": namespace},
         "spec": {"restartPolicy": "Never", "activeDeadlineSeconds": 2, "terminationGracePeriodSeconds": 1,
-                 "containers": [{"name": "main", "image": "x",
-                                 "command": ["python", "-c", "import os, time; print(repr(os.environ['CUDA_VISIBLE_DEVICES']), flush=True); time.sleep(600)"]}]}})
-    pod = cluster.wait_pod_phase(namespace, "slow", timeout=30)
+                 "containers": [{"name": "main", "image": WORKER_IMAGE,
+                                 "command": ["python", "-c", "import os, time; print(repr(os.environ.get('NVIDIA_VISIBLE_DEVICES')), flush=True); time.sleep(600)"]}]}})
+    pod = cluster.wait_pod_phase(namespace, "slow", timeout=60)
     assert pod.status.phase == "Failed" and pod.status.reason == "DeadlineExceeded"
-    assert cluster.pod_log(namespace, "slow", "main") == "''\n"  # no GPUs asked for: none visible
+    assert cluster.pod_log(namespace, "slow", "main") == "None\n"  # no GPUs asked for: none visible
 
 
 def test_config_map_secret_downward_and_projected_volumes_become_files(cluster, namespace):
@@ -347,7 +366,6 @@ def test_config_map_secret_downward_and_projected_volumes_become_files(cluster, 
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": namespace},
          "stringData": {"token": "s3cret"}},
     ]))
-    # Mount paths in the command are rewritten to where the agent put them: name each one whole.
     read = ("import pathlib; print(sorted((f'{n}/{p.name}', p.read_text()) for n, d in "
             "[('cm', '/v/cm'), ('sec', '/v/sec'), ('down', '/v/down'), ('all', '/v/all')] "
             "for p in pathlib.Path(d).iterdir() if p.is_file()), flush=True)")
@@ -361,9 +379,43 @@ def test_config_map_secret_downward_and_projected_volumes_become_files(cluster, 
             {"name": "all", "projected": {"sources": [
                 {"configMap": {"name": "settings", "items": [{"key": "lr", "path": "p-lr"}]}},
                 {"secret": {"name": "creds"}}, {"downwardAPI": downward}]}}],
-            "containers": [{"name": "main", "image": "x", "command": ["python", "-c", read], "volumeMounts": [
+            "containers": [{"name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", read], "volumeMounts": [
                 {"name": n, "mountPath": f"/v/{n}"} for n in ("cm", "sec", "down", "all")]}]}}))
     cluster.wait_pod_phase(namespace, "mounts", "Succeeded", 60)
     files = dict(ast.literal_eval(cluster.pod_log(namespace, "mounts").strip()))  # the list the pod printed
     assert files == {"cm/lr.txt": "0.1", "sec/token": "s3cret", "down/name": "mounts",
                      "all/p-lr": "0.1", "all/token": "s3cret", "all/name": "mounts"}
+
+
+def test_exec_and_port_forward_go_through_the_kubelet(cluster, namespace):
+    serve = ("import http.server, socketserver\n"
+             "class H(http.server.BaseHTTPRequestHandler):\n"
+             "    def do_GET(self):\n"
+             "        self.send_response(200); self.end_headers(); self.wfile.write(b'pong')\n"
+             "socketserver.TCPServer(('0.0.0.0', 8080), H).serve_forever()\n")
+    cluster.core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server", "namespace": namespace},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": WORKER_IMAGE, "command": ["python", "-c", serve],
+                                 "ports": [{"containerPort": 8080}]}]}})
+    pod = cluster.wait_pod_phase(namespace, "server", "Running", 60)
+    assert pod.status.pod_ip.startswith("10.214.0.")
+    out = cluster.kubectl("exec", "-n", namespace, "server", "--", "python", "-c",
+                          "import os; print(os.getuid(), os.path.exists('/opt/dial/bin/dial'))").stdout
+    assert out == "65532 True\n"  # the worker image's user, and its venv
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fwd = subprocess.Popen([cluster.state["dialkube"], "kubectl", "port-forward", "-n", namespace, "pod/server",
+                            f"{port}:8080"], env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = cluster.wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read(),
+                                30, what="the forwarded port to answer")
+        assert body == b"pong"
+    finally:
+        fwd.terminate()
+        fwd.wait(10)

@@ -16,13 +16,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 CLAIM = "pbt-checkpoints"
 
 
+def claim_dir(cluster, namespace: str) -> str:
+    """The volume's directory on the node (the machine itself), writable by the image's non-root user."""
+    path = os.path.join(cluster.dir, "claims", namespace, CLAIM)
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o777)
+    return path
+
+
 def bound_claim(cluster, namespace: str) -> None:
     """A claim bound to a static volume: no provisioner here, and the scheduler places no pod with an unbound claim."""
     volume = f"pbt-{namespace}"
     cluster.apply(json.dumps({
         "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
-                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/unused-the-node-agent-maps-claims"},
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": claim_dir(cluster, namespace), "type": "Directory"},
                  "claimRef": {"namespace": namespace, "name": CLAIM}}}))
     cluster.apply(json.dumps({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": CLAIM, "namespace": namespace},
@@ -49,12 +57,12 @@ def test_pbt_example_chains_checkpoints_through_the_claim(cluster, operator):
         start, end = wide[0].index("PARENT"), wide[0].index("AGE")
         cells = {line.split()[0]: line[start:end].strip() for line in wide[1:]}
         assert [cells[n] for n in names] == [p or "" for p in parents], wide
-        claim_dir = os.path.join(cluster.node_data, "claims", ns, CLAIM)
+        volume_dir = claim_dir(cluster, ns)
         for trial, parent in zip(names, parents):
             job = cluster.batch.read_namespaced_job(trial, ns)
             volumes = job.spec.template.spec.volumes
             assert [v.persistent_volume_claim.claim_name for v in volumes if v.persistent_volume_claim] == [CLAIM]
-            with open(os.path.join(claim_dir, trial, "state.json")) as f:
+            with open(os.path.join(volume_dir, trial, "state.json")) as f:
                 state = json.load(f)
             # A second-generation segment continued its parent's training: 2 + 2 epochs, its parent's entry first.
             assert state["epoch"] == (2 if parent is None else 4), (trial, state)

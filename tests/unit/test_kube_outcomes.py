@@ -86,3 +86,21 @@ def test_training_ended_reads_the_latest_pods_training_container() -> None:
     assert training_ended([done], "training")
     assert not training_ended([done, pod("2026-01-01T00:00:02Z", {"running": {}})], "training")
     assert not training_ended([done], "other")
+
+
+def test_a_pods_own_deadline_is_the_reason_when_the_job_only_counts_a_failed_pod():
+    # activeDeadlineSeconds in the pod template: the kubelet stops the pod, the Job sees one failure.
+    p = pod("p", "2026-01-01T00:00:00Z", training={"terminated": {"exitCode": 143, "reason": "Error"}})
+    p["status"]["reason"] = "DeadlineExceeded"
+    outcome = job_outcome(job(("Failed", "BackoffLimitExceeded")), [p], "training")
+    assert (outcome.state, outcome.reason, outcome.exit_code) == (RunState.failed, "DeadlineExceeded", 143)
+
+
+def test_an_image_without_sh_fails_with_a_message_that_says_what_the_collector_needs():
+    runc = ('failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create '
+            'failed: unable to start container process: exec: "sh": executable file not found in $PATH')
+    p = pod("p", "2026-01-01T00:00:00Z", training={"terminated": {"exitCode": 128, "reason": "StartError",
+                                                                  "message": runc}})
+    outcome = job_outcome(job(("Failed", "BackoffLimitExceeded")), [p], "training")
+    assert outcome.reason == "StartError" and outcome.message.startswith(runc)
+    assert "POSIX shell" in outcome.message and "File metrics collector" in outcome.message

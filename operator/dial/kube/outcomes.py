@@ -9,8 +9,14 @@ from typing import Any
 
 # Container reasons too generic to be a trial's failure reason: "exit code N" says more.
 GENERIC_REASONS = frozenset({"Error", "Completed"})
-# Job failure reasons that say more than the container's exit: activeDeadlineSeconds passed.
+# Job and pod failure reasons that say more than the container's exit: activeDeadlineSeconds passed
+# (the Job's: the Job controller stops the pods; the pod's: the kubelet stops its containers).
 JOB_SPECIFIC_REASONS = frozenset({"DeadlineExceeded"})
+# The kubelet's reason for a container whose process could not be started (exec failed).
+START_ERROR = "StartError"
+NO_SHELL_HINT = ("the image has no `sh`: the stdout metrics collector runs the training command under a POSIX "
+                 "shell (with mkfifo and tee) to copy its output for the collector; use an image that has "
+                 "them, or a File metrics collector on a training container without a command")
 
 
 class RunState(str, Enum):
@@ -46,12 +52,15 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]], container: str)
     if "Failed" in conditions:
         job_condition = conditions["Failed"]
         if terminated:
-            reason = terminated.get("reason")
+            reason, message = terminated.get("reason"), terminated.get("message") or job_condition.get("message")
             if reason in GENERIC_REASONS:
-                # A deadline kill looks like any exit to the container; the Job knows better.
-                reason = job_condition.get("reason") if job_condition.get("reason") in JOB_SPECIFIC_REASONS else None
+                # A deadline kill looks like any exit to the container; the Job or the pod knows better.
+                pod_reason = ((latest or {}).get("status") or {}).get("reason")
+                reason = next((r for r in (job_condition.get("reason"), pod_reason) if r in JOB_SPECIFIC_REASONS), None)
+            if reason == START_ERROR and message and '"sh"' in message and "not found" in message:
+                message = f"{message}: {NO_SHELL_HINT}"
             return RunOutcome(RunState.failed, exit_code=terminated.get("exitCode"), reason=reason,
-                              message=terminated.get("message") or job_condition.get("message"), pod=pod_name)
+                              message=message, pod=pod_name)
         return RunOutcome(RunState.failed, reason=job_condition.get("reason"), message=job_condition.get("message"),
                           pod=pod_name)
     running = _container_state(latest, container, "running")
