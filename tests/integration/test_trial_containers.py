@@ -58,7 +58,8 @@ def test_training_exits_the_kubelet_stops_the_sidecar_and_the_job_completes(clus
 def test_early_stop_deletes_the_job_and_its_containers_end_on_sigterm_within_the_grace_period(cluster, operator):
     ns = operator.namespace
     grace = 30  # long: ending well within it means the containers obeyed SIGTERM, not the SIGKILL after it
-    manifest = descent_manifest("cut", ["0.3", "0.1", "0.00005"], epochs=150, maxTrialCount=3,
+    # long enough (~10 ms an epoch) that the stop lands mid-run, after start_step
+    manifest = descent_manifest("cut", ["0.3", "0.1", "0.00005"], epochs=2000, maxTrialCount=3,
                                 parallelTrialCount=1,
                                 earlyStopping={"name": "medianstop", "settings": {"min_trials_required": 2,
                                                                                  "start_step": 15}})
@@ -84,12 +85,13 @@ def test_early_stop_deletes_the_job_and_its_containers_end_on_sigterm_within_the
     exp = wait_for_phase(cluster, operator, ns, "cut", ("Succeeded", "Failed"), timeout=120)
     status = {t["metadata"]["name"]: t["status"] for t in trials(cluster, ns, "cut")}
     assert status[slow]["phase"] == "EarlyStopped" and status[slow]["reason"] == "medianstop", dump(status)
-    assert 15 <= status[slow]["observations"][0]["nPoints"] < 150, dump(status[slow])
+    assert 15 <= status[slow]["observations"][0]["nPoints"] < 2000, dump(status[slow])
     assert exp["status"]["phase"] == "Succeeded", dump(exp["status"])
 
 
 @pytest.mark.parametrize("where", ["job", "pod"])
-def test_active_deadline_seconds_ends_a_trial_as_deadline_exceeded(cluster, operator, where):
+def test_active_deadline_seconds_stops_a_trial_with_the_deadline_as_its_reason(cluster, operator, where):
+    """A deadline is a time budget: the trial is stopped for it (as maxTrialSeconds stops one), not failed."""
     ns = operator.namespace
     manifest = descent_manifest("deadline", ["0.01"], epochs=100000, maxTrialCount=1)
     job_spec = manifest["spec"]["trialTemplate"]["trialSpec"]["spec"]
@@ -98,7 +100,8 @@ def test_active_deadline_seconds_ends_a_trial_as_deadline_exceeded(cluster, oper
     wait_for_phase(cluster, operator, ns, "deadline", ("Succeeded", "Failed"), timeout=240)
     [trial] = trials(cluster, ns, "deadline")
     s = trial["status"]
-    assert s["phase"] == "Failed" and s["reason"] == "DeadlineExceeded", dump(s)
+    assert s["phase"] == "EarlyStopped" and s["reason"] == "MaxTrialSecondsExceeded", dump(s)
+    assert s["message"] == "the trial ran past its activeDeadlineSeconds", dump(s)
     assert s["observations"][0]["nPoints"] >= 1, "the observations made before the deadline are kept"
 
 
@@ -130,7 +133,7 @@ def test_a_training_image_without_a_shell_fails_the_trial_with_a_message_that_sa
     s = trial["status"]
     assert s["phase"] == "Failed" and s["reason"] == "StartError", dump(s)
     assert '"sh"' in s["message"] and "POSIX shell" in s["message"], dump(s)
-    assert exp["status"]["phase"] == "Failed" or exp["status"].get("trialsFailed") == 1, dump(exp["status"])
+    assert exp["status"]["trials"]["failed"] == 1, dump(exp["status"])
 
 
 def test_one_gpu_trials_on_a_two_gpu_node_run_at_most_two_at_once(cluster, operator):

@@ -69,7 +69,9 @@ def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | Non
     tail = output_tail[-OUTPUT_TAIL_CHARS:].strip()
     if failure_reason == reasons.JOB_DEADLINE_EXCEEDED and status.stop_reason is None:
         status.stop_reason = reasons.TRIAL_DEADLINE
-        status.stop_message = "the Job's activeDeadlineSeconds passed (maxTrialSeconds)"
+        limit = experiment.spec.max_trial_seconds
+        status.stop_message = ("the trial ran past its activeDeadlineSeconds"
+                               + (f" (the backstop of maxTrialSeconds {limit})" if limit is not None else ""))
     if status.stop_reason == reasons.OBJECTIVE_NOT_FINITE:
         status.phase, status.reason, status.message = TrialPhase.failed, status.stop_reason, status.stop_message
     elif status.stop_reason is not None:
