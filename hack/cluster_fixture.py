@@ -34,6 +34,7 @@ Cluster API
 ``wait_for(fn, timeout=30, interval=0.2, what="...")``  poll until ``fn()`` is truthy; returns it
 ``wait_pod_phase(ns, pod, phases, timeout=60)``         -> the V1Pod
 ``apply(yaml_text)``, ``apply_crds(dir)``
+``down_and_up(check)``  ``hack/cluster down``, ``check(old_state)``, ``up``; the object follows
 ``restart(*args)``      ``hack/cluster restart`` (stop, keep down, start again; see its help)
 ``fit_to_node(manifest)``  an Experiment's training containers ask for 250m CPU (the node has 2 cores)
 ``pod_pids(ns, pod)``   host pids of the pod's container processes (from its cgroups)
@@ -99,6 +100,24 @@ class Cluster:
         env.pop("KUBECONFIG", None)
         return subprocess.run([sys.executable, CLUSTER, "restart", *args], capture_output=True, text=True,
                               env=env, timeout=timeout)
+
+    def down_and_up(self, check_down: Callable[[dict], None] | None = None) -> None:
+        """`hack/cluster down`, then `check_down(old state)`, then `up` again: this object, the CRDs
+        and this session's registration follow the new cluster (its ports and data are new)."""
+        old = dict(self.state)
+        r = _run_cluster("down", timeout=180)
+        assert r.returncode == 0, f"hack/cluster down failed:\n{r.stderr[-4000:]}"
+        if check_down is not None:
+            check_down(old)
+        r = _run_cluster("up")
+        assert r.returncode == 0, f"hack/cluster up failed:\n{r.stderr[-6000:]}"
+        self.__init__(_state())
+        os.makedirs(os.path.join(self.dir, "users"), exist_ok=True)
+        open(os.path.join(self.dir, "users", str(os.getpid())), "w").close()
+        open(os.path.join(self.dir, "started-by-fixture"), "w").close()
+        crds = os.environ.get("DIAL_CRDS_DIR", os.path.join(REPO, "crds"))
+        if crds and os.path.isdir(crds):
+            self.apply_crds(crds)
 
     def apply(self, yaml_text: str) -> subprocess.CompletedProcess:
         return self.kubectl("apply", "-f", "-", input=yaml_text)
