@@ -37,6 +37,7 @@ Cluster API
 ``down_and_up(check)``  ``hack/cluster down``, ``check(old_state)``, ``up``; the object follows
 ``restart(*args)``      ``hack/cluster restart`` (stop, keep down, start again; see its help)
 ``fit_to_node(manifest)``  an Experiment's training containers ask for 250m CPU (the node has 2 cores)
+``pid_alive(pid)``      a module function: the process exists and is not a zombie
 ``pod_pids(ns, pod)``   host pids of the pod's container processes (from its cgroups)
 """
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Cluster:
         """`hack/cluster down`, then `check_down(old state)`, then `up` again: this object, the CRDs
         and this session's registration follow the new cluster (its ports and data are new)."""
         old = dict(self.state)
+        started_by_fixture = os.path.exists(os.path.join(self.dir, "started-by-fixture"))
         r = _run_cluster("down", timeout=180)
         assert r.returncode == 0, f"hack/cluster down failed:\n{r.stderr[-4000:]}"
         if check_down is not None:
@@ -114,7 +116,8 @@ class Cluster:
         self.__init__(_state())
         os.makedirs(os.path.join(self.dir, "users"), exist_ok=True)
         open(os.path.join(self.dir, "users", str(os.getpid())), "w").close()
-        open(os.path.join(self.dir, "started-by-fixture"), "w").close()
+        if started_by_fixture:  # else it was up before the tests: leave it up after them
+            open(os.path.join(self.dir, "started-by-fixture"), "w").close()
         crds = os.environ.get("DIAL_CRDS_DIR", os.path.join(REPO, "crds"))
         if crds and os.path.isdir(crds):
             self.apply_crds(crds)
@@ -228,6 +231,15 @@ class Cluster:
         return names
 
 
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def fit_to_node(manifest: dict[str, Any], cpu: str = "250m") -> dict[str, Any]:
     """Ask for `cpu` per training container: the examples limit each trial to one CPU (so, without
     a request, ask for one), and the test node is this 2-core machine, which would then run one
@@ -309,8 +321,9 @@ def cluster():
 def namespace(cluster):
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
-    # the serviceaccount controller creates "default" shortly after
+    # the serviceaccount controller creates "default" shortly after (longer just after an API
+    # server restart, while the controller-manager's watches reconnect)
     cluster.wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
-                     30, what=f"default ServiceAccount in {name}")
+                     90, what=f"default ServiceAccount in {name}")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

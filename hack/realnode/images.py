@@ -27,7 +27,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 IMAGES_REV = "1"  # bump when a build command below changes
 DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ["python3", "python3-venv", "python-is-python3", "passwd", "ca-certificates"]
-APT_SOURCES = "/etc/apt/sources.list.d/debian.sources"
+# the machine's own Debian sources (its mirror or proxy), else Debian's
+APT_SOURCES_CANDIDATES = ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 NOSHELL_REF = "docker.io/library/dial-worker-noshell:test"  # built only for the tests that need it
 
@@ -76,8 +78,11 @@ class Images:
         return h.hexdigest()[:16]
 
     def base_key(self) -> str:
-        with open(APT_SOURCES, "rb") as f:
-            return self._key(DEBIAN_SUITE, " ".join(DEBIAN_PACKAGES), f.read())
+        sources = apt_sources()
+        if os.path.isfile(sources):
+            with open(sources, "rb") as f:
+                return self._key(DEBIAN_SUITE, " ".join(DEBIAN_PACKAGES), f.read())
+        return self._key(DEBIAN_SUITE, " ".join(DEBIAN_PACKAGES), sources)
 
     def base_ref(self) -> str:
         return f"dial.local/debian-python:{DEBIAN_SUITE}-{self.base_key()}"
@@ -88,15 +93,21 @@ class Images:
         return self._key(self.base_key(), h.hexdigest())
 
     # -------------------------------------------------------------- buildah
-    def buildah(self, *args: str, **kw) -> subprocess.CompletedProcess:
+    def buildah(self, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         argv = ["buildah", "--root", self.buildah_root, "--runroot", self.buildah_runroot,
                 "--storage-driver", "overlay", *args]
-        return subprocess.run(argv, check=True, **kw)
+        return subprocess.run(argv, check=check, **kw)
 
     def _has_image(self, ref: str) -> bool:
-        return subprocess.run(["buildah", "--root", self.buildah_root, "--runroot", self.buildah_runroot,
-                               "--storage-driver", "overlay", "inspect", "--type", "image", ref],
-                              capture_output=True).returncode == 0
+        return self.buildah("inspect", "--type", "image", ref, capture_output=True, check=False).returncode == 0
+
+    def save(self, ref: str, out: str) -> None:
+        """Write the image in buildah's store to `out` as a docker-archive (atomically)."""
+        tmp = out + ".tmp"
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        self.buildah("push", "--quiet", ref, f"docker-archive:{tmp}:{ref}")
+        os.replace(tmp, out)
 
     # -------------------------------------------------------------- images
     def pause_archive(self) -> str:
@@ -120,7 +131,7 @@ class Images:
             subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase", "--mode=root",
                             "--include=" + ",".join(DEBIAN_PACKAGES),
                             "--customize-hook=rm -rf \"$1\"/var/cache/apt/archives/*.deb \"$1\"/var/lib/apt/lists/*",
-                            DEBIAN_SUITE, tmp, APT_SOURCES], check=True)
+                            DEBIAN_SUITE, tmp, apt_sources()], check=True)
             os.replace(tmp, rootfs)
             say(f"rootfs in {time.monotonic() - t0:.0f}s")
         ctr = self.buildah("from", "scratch", capture_output=True, text=True).stdout.strip()
@@ -130,8 +141,7 @@ class Images:
                          "--env", "LANG=C.UTF-8", "--cmd", "python3", ctr)
             self.buildah("commit", "--quiet", ctr, ref, capture_output=True)
         finally:
-            subprocess.run(["buildah", "--root", self.buildah_root, "--runroot", self.buildah_runroot,
-                            "--storage-driver", "overlay", "rm", ctr], capture_output=True)
+            self.buildah("rm", ctr, capture_output=True, check=False)
         return ref
 
     def worker_archive(self) -> str:
@@ -150,12 +160,9 @@ class Images:
                      "--build-arg", f"BASE={base}",
                      "--ignorefile", os.path.join(REPO, "worker_image", "Dockerfile.dockerignore"),
                      "-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro",
-                     "-f", os.path.join(REPO, "worker_image", "Dockerfile"), "-t", ref, REPO)
-        tmp = out + ".tmp"
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        self.buildah("push", "--quiet", ref, f"docker-archive:{tmp}:{ref}")
-        os.replace(tmp, out)
+                     "-f", os.path.join(REPO, "worker_image", "Dockerfile"), "-t", ref, REPO,
+                     stdout=subprocess.DEVNULL)
+        self.save(ref, out)
         say(f"built {ref} in {time.monotonic() - t0:.0f}s -> {out}")
         self.prune("dial-worker-", keep=out, exclude="dial-worker-noshell-")
         return out
@@ -178,13 +185,8 @@ class Images:
             self.buildah("umount", ctr, capture_output=True)
             self.buildah("commit", "--quiet", ctr, NOSHELL_REF, capture_output=True)
         finally:
-            subprocess.run(["buildah", "--root", self.buildah_root, "--runroot", self.buildah_runroot,
-                            "--storage-driver", "overlay", "rm", ctr], capture_output=True)
-        tmp = out + ".tmp"
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        self.buildah("push", "--quiet", NOSHELL_REF, f"docker-archive:{tmp}:{NOSHELL_REF}")
-        os.replace(tmp, out)
+            self.buildah("rm", ctr, capture_output=True, check=False)
+        self.save(NOSHELL_REF, out)
         self.prune("dial-worker-noshell-", keep=out)
         return out
 
@@ -197,6 +199,18 @@ class Images:
 
     def archives(self) -> dict[str, str]:
         return {PAUSE_IMAGE: self.pause_archive(), worker_ref(): self.worker_archive()}
+
+
+def apt_sources() -> str:
+    """mmdebstrap's mirror argument: a sources file of this machine that names Debian, or Debian's mirror."""
+    for path in APT_SOURCES_CANDIDATES:
+        try:
+            with open(path) as f:
+                if "debian" in f.read():
+                    return path
+        except OSError:
+            pass
+    return DEBIAN_MIRROR
 
 
 def write_single_layer_archive(out: str, ref: str, files: dict[str, tuple[bytes, int]],

@@ -13,6 +13,8 @@ import time
 import pytest
 import yaml
 
+from cluster_fixture import pid_alive
+
 pytestmark = pytest.mark.integration
 
 WORKER_IMAGE = "dial-worker:0.1.0"  # imported into the node's containerd by hack/cluster up; never pulled
@@ -34,14 +36,6 @@ def job_manifest(name: str, code: str, **pod_extra) -> str:
 def job_pods(cluster, ns: str, job: str):
     return cluster.core.list_namespaced_pod(ns, label_selector=f"job-name={job}").items
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_job_completes_and_output_is_readable(cluster, namespace):

@@ -8,16 +8,10 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "hack"))
 from realnode import node  # noqa: E402
+from cluster_fixture import pid_alive  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_down_leaves_no_process_mount_link_or_chain_behind_and_up_starts_again(cluster, namespace):
@@ -34,8 +28,8 @@ def test_down_leaves_no_process_mount_link_or_chain_behind_and_up_starts_again(c
     assert node.iptables_leftovers(), "kube-proxy's and the kubelet's chains exist while the cluster runs"
 
     def nothing_left(old: dict) -> None:
-        assert not [c for c, pid in old["pids"].items() if _alive(pid)], "a component outlived down"
-        assert not [p for p in pod_pids if _alive(p)], "a container process outlived down"
+        assert not [c for c, pid in old["pids"].items() if pid_alive(pid)], "a component outlived down"
+        assert not [p for p in pod_pids if pid_alive(p)], "a container process outlived down"
         assert node.leftovers(old["dir"]) == []
         assert not os.path.exists(old["dir"])
         assert not os.path.exists(node.DEVICE_PLUGIN_DIR)

@@ -139,7 +139,7 @@ def test_logs_of_a_trial_come_from_its_training_container(cluster, namespace, di
         "spec": {"backoffLimit": 0, "template": {
             "metadata": {"labels": {"dial.dev/experiment": experiment.name, "dial.dev/trial": trial.name}},
             "spec": {"restartPolicy": "Never", "containers": [
-                {"name": "sidecar", "image": "python:3.11-slim", "command": ["python", "-c", "print('not me')"]},
+                {"name": "sidecar", "image": "dial-worker:0.1.0", "command": ["python", "-c", "print('not me')"]},
                 {"name": "training", "image": "dial-worker:0.1.0",
                  "command": ["python", "-m", "dial.examples.sklearn_digits", "--C", str(params["C"]),
                              "--gamma", str(params["gamma"]), "--folds", "3"]},

@@ -61,8 +61,9 @@ def test_medianstop_deletes_jobs_of_bad_curves(cluster, operator):
     ns = operator.namespace
     # Two good rates finish first (grid keeps this order); then rates that crawl are judged
     # against them, and one that diverges reports inf.
-    # Long enough (~20 s a trial) that a busy operator still judges the crawling rates mid-run.
-    epochs = 120
+    # Long enough (~10 ms an epoch in a container here: ~15 s a trial) that a busy operator still
+    # judges the crawling rates mid-run.
+    epochs = 1500
     manifest = descent_manifest("descent", ["0.3", "0.1", "0.0003", "0.0002", "0.0001", "30.0"], epochs=epochs,
                                 earlyStopping={"name": "medianstop", "settings": {"min_trials_required": 2,
                                                                                  "start_step": 3}})

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cluster_fixture import pid_alive
 from operator_fixtures import (  # noqa: F401  (fixtures)
     apply, descent_manifest, dial_namespace, dump, operator, phases, trials, wait, wait_for_phase,
 )
@@ -25,13 +26,6 @@ def _pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
 def _trial_pods(cluster, ns: str, trial: str) -> list[Any]:
     return cluster.core.list_namespaced_pod(ns, label_selector=f"dial.dev/trial={trial}").items
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_training_exits_the_kubelet_stops_the_sidecar_and_the_job_completes(cluster, operator):
@@ -79,7 +73,7 @@ def test_early_stop_deletes_the_job_and_its_containers_end_on_sigterm_within_the
         return pods and pods[0].metadata.deletion_timestamp is not None
     wait(deleting, 120, f"{slow}'s pod being deleted (early stop)", operator)
     t_stop = time.monotonic()
-    wait(lambda: not any(_alive(p) for p in pids), grace + 10, f"{slow}'s processes to end", operator)
+    wait(lambda: not any(pid_alive(p) for p in pids), grace + 10, f"{slow}'s processes to end", operator)
     took = time.monotonic() - t_stop
     assert took < grace / 2, f"the containers took {took:.1f}s to end: SIGTERM was not obeyed"
     exp = wait_for_phase(cluster, operator, ns, "cut", ("Succeeded", "Failed"), timeout=120)
