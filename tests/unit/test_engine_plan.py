@@ -216,3 +216,71 @@ def test_a_finished_experiments_wall_clock_stops_at_its_completion() -> None:
     later = plan(exp, [], now=NOW + timedelta(hours=1))
     # Unchanged an hour later: the operator has nothing to rewrite on every resync.
     assert later.status.budget.elapsed_seconds == 60 and later.status == finished.status
+
+
+def test_without_max_failed_trial_count_the_first_failures_fail_the_experiment() -> None:
+    from dial.engine.plan import DEFAULT_FIRST_FAILURES
+
+    exp = experiment(maxTrialCount=10, parallelTrialCount=1)
+    trials = [finished_trial(exp, i, [], phase=TrialPhase.failed) for i in range(DEFAULT_FIRST_FAILURES - 1)]
+    assert plan(exp, trials, now=NOW).finish is None
+    trials.append(finished_trial(exp, DEFAULT_FIRST_FAILURES - 1, [], phase=TrialPhase.failed))
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.phase is ExperimentPhase.failed
+    assert p.finish.reason == reasons.FIRST_TRIALS_FAILED and "maxFailedTrialCount" in p.finish.message
+    assert p.status.phase is ExperimentPhase.failed and p.status.conditions[0].type == "Failed"
+
+
+def test_failures_after_a_success_are_not_limited_by_default() -> None:
+    exp = experiment(maxTrialCount=10, parallelTrialCount=1)
+    trials = [finished_trial(exp, 0, [1.0])] + [finished_trial(exp, i, [], phase=TrialPhase.failed) for i in range(1, 6)]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is None and len(p.create) == 1
+
+
+def test_an_experiment_whose_trials_all_failed_ends_failed_not_succeeded() -> None:
+    # maxFailedTrialCount set high enough that the budget, not the failures, ends the run.
+    exp = experiment(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=5)
+    trials = [finished_trial(exp, 0, [], phase=TrialPhase.failed), finished_trial(exp, 1, [])]
+    trials[1].status.phase = TrialPhase.metrics_unavailable  # exited 0 without the objective
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.phase is ExperimentPhase.failed
+    assert p.finish.reason == reasons.NO_TRIAL_SUCCEEDED
+    assert "no trial succeeded" in p.finish.message and reasons.MAX_TRIALS_REACHED in p.finish.message
+    assert p.status.phase is ExperimentPhase.failed and p.status.conditions[0].reason == reasons.NO_TRIAL_SUCCEEDED
+
+
+def test_one_success_among_failures_ends_succeeded() -> None:
+    exp = experiment(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=5)
+    trials = [finished_trial(exp, 0, [], phase=TrialPhase.failed), finished_trial(exp, 1, [0.5])]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.phase is ExperimentPhase.succeeded
+
+
+def test_a_trial_that_reported_the_final_step_is_not_stopped_by_a_rule() -> None:
+    exp = experiment(maxTrialCount=10, parallelTrialCount=1,
+                     earlyStopping={"name": "medianstop", "settings": {"min_trials_required": 2, "start_step": 2}})
+    done = [finished_trial(exp, i, [1.0, 0.9, 0.8, 0.7]) for i in range(2)]
+    worse = [5.0, 5.0, 5.0]
+    assert [s.reason for s in plan(exp, [*done, running_trial(exp, 2, worse)], now=NOW).stop] == ["medianstop"]
+    # Its fourth point is the succeeded trials' last step: it has finished training, whatever its value.
+    at_end = running_trial(exp, 2, [*worse, 5.0])
+    assert plan(exp, [*done, at_end], now=NOW).stop == []
+    # The same history gives the same decision every time.
+    assert plan(exp, [*done, at_end], now=NOW).stop == plan(exp, [*done, at_end], now=NOW).stop
+
+
+def test_a_trial_that_exited_on_its_own_before_a_stop_reached_it_is_judged_by_its_output() -> None:
+    exp = experiment()
+    late = running_trial(exp, 0, [1.0, 0.5])
+    late.status.stop_reason, late.status.stop_message = "threshold", "loss rose above max_value"
+    finalize_trial(exp, late, exit_code=0, now=NOW, ended_on_its_own=True)
+    assert late.phase is TrialPhase.succeeded and late.status.reason == reasons.TRAINING_SUCCEEDED
+    stopped = running_trial(exp, 1, [1.0, 0.5])
+    stopped.status.stop_reason = "threshold"
+    finalize_trial(exp, stopped, exit_code=0, now=NOW)  # signalled, then exited 0: the stop did it
+    assert stopped.phase is TrialPhase.early_stopped
+    diverged = running_trial(exp, 2, [1.0])
+    record_points(exp, diverged, [MetricPoint("loss", 2.0, float("inf"))])
+    finalize_trial(exp, diverged, exit_code=0, now=NOW, ended_on_its_own=True)
+    assert diverged.phase is TrialPhase.failed and diverged.status.reason == reasons.OBJECTIVE_NOT_FINITE

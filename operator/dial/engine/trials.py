@@ -59,9 +59,16 @@ def mark_running(trial: Trial, now: datetime) -> None:
 
 
 def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | None, now: datetime,
-                   output_tail: str = "", failure_reason: str | None = None) -> None:
-    """Set the final phase, reason and message from how the run ended and what it reported."""
+                   output_tail: str = "", failure_reason: str | None = None, ended_on_its_own: bool = False) -> None:
+    """Set the final phase, reason and message from how the run ended and what it reported.
+
+    `ended_on_its_own`: the training exited before the backend signalled it. A stop decided
+    meanwhile came too late to change anything, so the trial is judged by its exit code and
+    output, not labelled as stopped (a non-finite objective still fails it).
+    """
     status = trial.status
+    if ended_on_its_own and exit_code == 0 and status.stop_reason not in (None, reasons.OBJECTIVE_NOT_FINITE):
+        status.stop_reason = status.stop_message = None
     status.exit_code = exit_code
     status.completion_time = now
     status.start_time = status.start_time or now

@@ -98,6 +98,11 @@ class TrialProcess:
         return code
 
     @property
+    def signalled(self) -> bool:
+        """Whether this process was ever sent a stop signal (else it ended, or is running, on its own)."""
+        return self._terminated_at is not None
+
+    @property
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 

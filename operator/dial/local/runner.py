@@ -104,6 +104,8 @@ class LocalRunner:
             local = self.running.get(order.name)
             if local is None:
                 continue
+            if local.trial.status.stop_reason is None and not local.process.alive:
+                continue  # it has already exited: its own outcome, collected next, is what it ends with
             if local.trial.status.stop_reason is None:
                 local.trial.status.stop_reason, local.trial.status.stop_message = order.reason, order.message
                 self.display.event(f"stopping {order.name}: {order.reason}: {order.message}")
@@ -156,7 +158,7 @@ class LocalRunner:
             tail = local.process.start_error or "\n".join(local.process.tail)
             failure = "StartFailed" if local.process.start_error else None
             finalize_trial(self.experiment, local.trial, exit_code=exit_code, now=now, output_tail=tail,
-                           failure_reason=failure)
+                           failure_reason=failure, ended_on_its_own=not local.process.signalled)
             del self.running[name]
             s = local.trial.status
             values = s.objectives or ({} if s.objective is None else {self.experiment.spec.objective.primary.metric_name: s.objective})
