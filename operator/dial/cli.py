@@ -30,6 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dial.local.results import default_output_dir, latest_output_dir, load_results
     from dial.local.runner import LocalRunner, check_runnable, utcnow
     from dial.local.warm_start import local_warm_start
+    from dial.engine.resume import changes
 
     experiment = _load(args.experiment)
     check_runnable(experiment)
@@ -41,6 +42,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"dial run: --resume: no earlier results found in {where}", file=sys.stderr)
             return EXIT_BAD_INPUT
         previous, trials = load_results(output)
+        if changed := changes(previous, experiment):
+            what = "\n".join(f"  {line}" for line in changed)
+            if not args.allow_changes:
+                print(f"dial run: --resume: {args.experiment} differs from the experiment recorded in {output}:\n"
+                      f"{what}\nthe recorded trials answer the old question; restore the file, start a new run "
+                      "(without --resume), or pass --allow-changes to continue anyway", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            print(f"resuming with a changed experiment (--allow-changes):\n{what}", file=sys.stderr)
         experiment.status = previous.status
         print(f"resuming {experiment.name} in {output}: {len(trials)} trials already recorded")
     else:
@@ -207,7 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("experiment", type=Path, help="experiment YAML file")
     run.add_argument("--output", "-o", type=Path, default=None,
                      help=f"results directory (default: {DEFAULT_RESULTS_DIR}/<name>-<time>)")
-    run.add_argument("--resume", action="store_true", help="continue an earlier run (the latest one, or --output)")
+    run.add_argument("--resume", action="store_true",
+                     help=f"continue an earlier run: --output, else the latest {DEFAULT_RESULTS_DIR}/<name>-* "
+                          "(refused if the space, objective, algorithm, seed or template changed)")
+    run.add_argument("--allow-changes", action="store_true",
+                     help="with --resume: continue even though the experiment file changed in those fields")
     run.add_argument("--grace-period", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
     run.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
                      help="serve Prometheus metrics at http://ADDRESS:PORT/metrics while the run lasts")
