@@ -130,7 +130,7 @@ def test_suspend_stops_running_trials_and_they_do_not_use_the_budget() -> None:
 
 def test_exhausted_grid_finishes_the_experiment() -> None:
     params = [{"name": "lr", "type": "discrete", "feasibleSpace": {"list": [0.1, 0.2]}},
-              {"name": "layers", "type": "int", "feasibleSpace": {"min": 1, "max": 1}}]
+              {"name": "layers", "type": "discrete", "feasibleSpace": {"list": [1]}}]
     exp = experiment(parameters=params, algorithm={"name": "grid"}, maxTrialCount=10)
     trials = apply(exp, [])
     assert len(trials) == 2
