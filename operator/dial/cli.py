@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from dial.engine import ExperimentError, load_experiment
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 DEFAULT_RESULTS_DIR = Path("dial-results")
 
 
@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dial.local.display import Display
     from dial.local.results import default_output_dir, latest_output_dir, load_results
     from dial.local.runner import LocalRunner, check_runnable, utcnow
+    from dial.local.signals import Interrupted, StopRequests, silence_stdout
     from dial.local.warm_start import local_warm_start
     from dial.engine.resume import changes
 
@@ -72,11 +73,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                          display=Display(live=None if args.live is None else args.live),
                          grace_seconds=args.grace_period, metrics=metrics)
     try:
-        final = runner.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: observations kept in {output}; continue with "
+        with StopRequests() as stops:
+            final = runner.run(stops)
+    except Interrupted as cause:
+        if cause.signum == signal.SIGPIPE:
+            silence_stdout()
+        print(f"\ninterrupted ({cause.why}): observations kept in {output}; continue with "
               f"`dial run {args.experiment} --output {output} --resume`", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return cause.exit_code
     status = final.status
     print(f"\n{experiment.name}: {status.phase.value} ({status.conditions[0].reason}: {status.conditions[0].message})")
     if status.best_trial is not None:
@@ -287,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `dial ... | head`: the reader has what it wanted
+        from dial.local.signals import silence_stdout
+
+        silence_stdout()
+        return 128 + signal.SIGPIPE
     except ExperimentError as exc:
         if exc.__cause__ is not None and not exc.errors:
             print(f"dial {args.command}: {exc.source}: {exc.__cause__}", file=sys.stderr)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from dial.api.experiment import Experiment
 from dial.api.trial import Trial, TrialPhase
+from dial.local.signals import silence_stdout
 
 _PHASE_STYLE = {
     TrialPhase.pending: "dim", TrialPhase.running: "cyan", TrialPhase.succeeded: "green",
@@ -62,6 +63,7 @@ class Display:
         self.console = Console()
         self.live_enabled = sys.stdout.isatty() if live is None else live
         self._live: Live | None = None
+        self.output_closed = False
 
     def __enter__(self) -> "Display":
         if self.live_enabled:
@@ -78,7 +80,19 @@ class Display:
             self._live.update(trial_table(experiment, trials))
 
     def event(self, message: str) -> None:
-        if self._live is None:
-            print(message, flush=True)
-        else:
-            self._live.console.print(message, markup=False, highlight=False)
+        if self.output_closed:
+            return
+        try:
+            if self._live is None:
+                print(message, flush=True)
+            else:
+                self._live.console.print(message, markup=False, highlight=False)
+        except BrokenPipeError:
+            # `dial run ... | head`: the reader is gone. The runner stops the trials (as for SIGPIPE).
+            silence_stdout()
+            self.output_closed = True
+
+    @staticmethod
+    def notice(message: str) -> None:
+        """A line that must be seen even when stdout is closed or piped (the run being stopped)."""
+        print(message, file=sys.stderr, flush=True)

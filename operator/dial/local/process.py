@@ -92,7 +92,8 @@ class TrialProcess:
         code = self.popen.poll()
         if code is None:
             return None
-        self._reader.join(timeout=5)
+        # A child left behind may hold the output pipe open: then do not wait for its end.
+        self._reader.join(timeout=0.2 if group_members(self.popen.pid) else 5)
         if self._file_reader is not None:
             self._file_reader.join(timeout=5)
         return code
@@ -106,9 +107,21 @@ class TrialProcess:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    @property
+    def group_alive(self) -> bool:
+        """Whether anything of its process group still runs: the process itself or a child it left behind."""
+        return self.popen is not None and (self.popen.poll() is None or bool(group_members(self.popen.pid)))
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group now."""
+        if self.group_alive:
+            self._terminated_at = self._terminated_at or time.monotonic()
+            self._killed = True
+            self._signal(signal.SIGKILL)
+
     def terminate(self, grace_seconds: float) -> None:
         """SIGTERM the process group now, SIGKILL it once the grace period has passed (call repeatedly)."""
-        if not self.alive:
+        if not self.group_alive:
             return
         now = time.monotonic()
         if self._terminated_at is None:
@@ -124,6 +137,30 @@ class TrialProcess:
             os.killpg(self.popen.pid, sig)
         except ProcessLookupError:
             pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group; from /proc where there is one."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+        fields = text[text.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
 
 
 def trial_environment(extra: dict[str, str]) -> dict[str, str]:
