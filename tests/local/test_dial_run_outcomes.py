@@ -40,3 +40,41 @@ def test_resume_refuses_a_changed_experiment_naming_the_change(tmp_path: Path) -
     allowed = dial("run", str(path), "--output", str(out), "--no-live", "--resume", "--allow-changes")
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     assert "spec.seed: 5 -> 6" in allowed.stderr and len(results(out)["trials"]) == 3
+
+
+FAILING = "import sys; print('accuracy=0.5 step=1'); print('preparing'); print('CUDA out of memory', file=sys.stderr); sys.exit(4)"
+
+
+def test_a_failed_trials_line_shows_exit_code_last_output_and_log(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, "oom", ["python", "-c", FAILING, "${trialParameters.x}"],
+                            maxTrialCount=1, parallelTrialCount=1)
+    out = tmp_path / "out"
+    run = dial("run", str(path), "--output", str(out), "--no-live")
+    lines = run.stdout.splitlines()
+    at = lines.index("failed oom-0000 (TrainingFailed: exit code 4)")
+    assert lines[at + 1:at + 6] == ["  last 3 lines of output:", "  | accuracy=0.5 step=1", "  | preparing",
+                                    "  | CUDA out of memory", f"  full log: {out}/trials/oom-0000/output.log"]
+
+
+def test_exiting_0_without_the_objective_names_the_metrics_seen(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, "quiet", ["python", "-c", FAILING.replace("exit(4)", "exit(0)"),
+                                                "${trialParameters.x}"], maxTrialCount=1, parallelTrialCount=1)
+    out = tmp_path / "out"
+    run = dial("run", str(path), "--output", str(out), "--no-live")
+    expected = ("training exited 0 without reporting loss (metrics seen: accuracy; 2 of 3 output lines held no metric)")
+    assert f"metricsunavailable quiet-0000 (MetricsUnavailable: {expected})" in run.stdout
+    assert results(out)["trials"][0]["status"]["message"].startswith(expected)
+
+
+def test_a_relative_command_that_is_not_there_names_the_directory_searched(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, "typo", ["./trian.sh", "${trialParameters.x}"], maxTrialCount=1,
+                            parallelTrialCount=1)
+    run = dial("run", str(path), "--output", str(tmp_path / "out"), "--no-live", cwd=tmp_path)
+    assert run.returncode == 1
+    assert (f"  | cannot start './trian.sh': no such file in {tmp_path.resolve()} (a relative command is looked up "
+            "in the trial's working directory") in run.stdout
+    missing = write_experiment(tmp_path, "nocmd", ["trian-dial-test", "${trialParameters.x}"], maxTrialCount=1,
+                               parallelTrialCount=1)
+    run = dial("run", str(missing), "--output", str(tmp_path / "out2"), "--no-live", cwd=tmp_path)
+    assert "cannot start 'trian-dial-test': command not found on PATH (" in run.stdout
+    assert f"the trial's working directory was {tmp_path.resolve()}" in run.stdout

@@ -284,3 +284,15 @@ def test_a_trial_that_exited_on_its_own_before_a_stop_reached_it_is_judged_by_it
     record_points(exp, diverged, [MetricPoint("loss", 2.0, float("inf"))])
     finalize_trial(exp, diverged, exit_code=0, now=NOW, ended_on_its_own=True)
     assert diverged.phase is TrialPhase.failed and diverged.status.reason == reasons.OBJECTIVE_NOT_FINITE
+
+
+def test_a_missing_objective_says_what_the_output_held() -> None:
+    from dial.metrics.parsing import MetricReader
+
+    exp = experiment()
+    reader = MetricReader(["loss"])
+    reader.feed(["acc=0.9", "done"])
+    silent = running_trial(exp, 0, [])
+    finalize_trial(exp, silent, exit_code=0, now=NOW, output_tail="done", read=reader.summary())
+    assert silent.status.message == ("training exited 0 without reporting loss (metrics seen: acc; 1 of 2 output "
+                                     "lines held no metric); last output:\ndone")

@@ -34,7 +34,7 @@ class TrialProcess:
                 stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             self.popen = None
-            self.start_error = f"cannot start {command[0]!r}: {exc.strerror or exc}"
+            self.start_error = start_error(command, cwd, env, exc)
             return
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
@@ -137,6 +137,27 @@ class TrialProcess:
             os.killpg(self.popen.pid, sig)
         except ProcessLookupError:
             pass
+
+
+def start_error(command: list[str], cwd: Path, env: dict[str, str], exc: OSError) -> str:
+    """Why a trial's command could not start, naming where it was looked for."""
+    program = command[0] if command else ""
+    if not cwd.is_dir():
+        return (f"cannot start {program!r}: the working directory {cwd} does not exist "
+                "(the container's workingDir, relative to where `dial run` was started)")
+    if isinstance(exc, FileNotFoundError):
+        if os.sep in program and not os.path.isabs(program):
+            return (f"cannot start {program!r}: no such file in {cwd.resolve()} (a relative command is looked up in "
+                    "the trial's working directory: where `dial run` was started, or the container's workingDir)")
+        if os.sep in program:
+            return f"cannot start {program!r}: no such file"
+        path = env.get("PATH", "").split(os.pathsep)
+        shown = os.pathsep.join(path[:3]) + (f"{os.pathsep}... ({len(path)} directories)" if len(path) > 3 else "")
+        return (f"cannot start {program!r}: command not found on PATH ({shown}); "
+                f"the trial's working directory was {cwd.resolve()}")
+    if isinstance(exc, PermissionError):
+        return f"cannot start {program!r}: permission denied (is it executable? chmod +x {program})"
+    return f"cannot start {program!r}: {exc.strerror or exc}"
 
 
 def group_members(pgid: int) -> list[int]:

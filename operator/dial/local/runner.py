@@ -174,15 +174,15 @@ class LocalRunner:
             tail = local.process.start_error or "\n".join(local.process.tail)
             failure = "StartFailed" if local.process.start_error else None
             finalize_trial(self.experiment, local.trial, exit_code=exit_code, now=now, output_tail=tail,
-                           failure_reason=failure, ended_on_its_own=not local.process.signalled)
+                           failure_reason=failure, ended_on_its_own=not local.process.signalled,
+                           read=local.reader.summary())
             del self.running[name]
             if local.process.group_alive:
                 self.lingering.append(local.process)
             s = local.trial.status
             values = s.objectives or ({} if s.objective is None else {self.experiment.spec.objective.primary.metric_name: s.objective})
             objective = "".join(f" {name}={value:.6g}" for name, value in values.items())
-            detail = f" ({s.reason}: {s.message.splitlines()[0] if s.message else ''})" if s.phase is not TrialPhase.succeeded else ""
-            self.display.event(f"{s.phase.value.lower()} {name}{objective}{detail}")
+            self.display.event(outcome_line(local.trial, objective, local.process))
 
     def _reap_lingering(self) -> None:
         """Children a finished trial left behind get the same TERM, grace period, KILL as the trial."""
@@ -236,6 +236,28 @@ class LocalRunner:
         if force or time.monotonic() - self._last_save >= SAVE_EVERY_SECONDS:
             save_results(self.output, self.experiment, self.trials)
             self._last_save = time.monotonic()
+
+
+CAUSE_LINES = 5
+
+
+def outcome_line(trial: Trial, objective: str, process: TrialProcess) -> str:
+    """`succeeded NAME loss=0.3`, or for a failure why: the reason, exit code, last output lines and the log."""
+    s = trial.status
+    line = f"{s.phase.value.lower()} {trial.name}{objective}"
+    if s.phase is TrialPhase.succeeded:
+        return line
+    head, _, _ = (s.message or "").partition("; last output:")
+    line += f" ({s.reason}: {head.splitlines()[0] if head else ''})"
+    if s.phase not in (TrialPhase.failed, TrialPhase.metrics_unavailable):
+        return line
+    tail = [t for t in ([process.start_error] if process.start_error else list(process.tail)) if t.strip()]
+    if tail and not process.start_error:
+        line += f"\n  last {min(len(tail), CAUSE_LINES)} lines of output:"
+    line += "".join(f"\n  | {t}" for t in tail[-CAUSE_LINES:])
+    if process.popen is not None:
+        line += f"\n  full log: {process.log_path}"
+    return line
 
 
 def render_job_spec_string(experiment: Experiment, trial_name: str, text: str) -> str:
