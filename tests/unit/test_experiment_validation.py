@@ -201,3 +201,26 @@ def test_an_unknown_nested_field_suggests_a_sibling() -> None:
     data = with_params(param("lr", "double", min=0.1, max=1))
     data["spec"]["parameters"][0]["feasibleSpace"]["maximum"] = 2
     assert errors_of(data) == ["spec.parameters[0].feasibleSpace.maximum: unknown field (did you mean 'max'?)"]
+
+
+def test_unknown_fields_in_the_job_template_are_refused_naming_the_path() -> None:
+    data = manifest()
+    container = data["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["comand"] = container.pop("command")
+    container["args"] = ["--lr=${trialParameters.lr}", "--layers=${trialParameters.layers}"]
+    container["env"] = [{"name": "A", "valu": "1"}]
+    container["resources"] = {"limits": {"nvidia.com/gpu": 1}}  # free-form keys are fine
+    data["spec"]["trialTemplate"]["trialSpec"]["spec"]["backoffLimit"] = "${trialParameters.layers}"
+    prefix = "spec.trialTemplate.trialSpec.spec.template.spec.containers[0]"
+    assert errors_of(data) == [
+        f"{prefix}.comand: unknown field of a Kubernetes Container (did you mean 'command'?)",
+        f"{prefix}.env[0].valu: unknown field of a Kubernetes EnvVar (did you mean 'value'?)"]
+
+
+def test_a_template_given_as_only_the_job_spec_is_checked_too() -> None:
+    data = manifest()
+    job_spec = data["spec"]["trialTemplate"]["trialSpec"]["spec"]
+    job_spec["template"]["spec"]["restartPolicyy"] = "Never"
+    data["spec"]["trialTemplate"]["trialSpec"] = job_spec
+    assert errors_of(data) == ["spec.trialTemplate.trialSpec.template.spec.restartPolicyy: unknown field of a "
+                               "Kubernetes PodSpec (did you mean 'restartPolicy'?)"]

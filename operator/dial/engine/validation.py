@@ -13,6 +13,7 @@ from dial.api.base import ApiModel
 from dial.api.experiment import KUBERNETES_NAME_PATTERN, Experiment
 from dial.api.space import PARAMETER_NAME_PATTERN, ParameterSpec, ParameterType
 from dial.engine.checkpoints import CHECKPOINT_DIR, CHECKPOINT_PLACEHOLDERS, PARENT_CHECKPOINT_DIR, uses_checkpoints
+from dial.engine.job_fields import unknown_fields
 from dial.engine.template import placeholder_references, primary_container
 from dial.search import STRATEGIES, SearchSpace, make_strategy
 from dial.stopping import RULES, make_rule
@@ -260,7 +261,7 @@ def condition_errors(parameters: Sequence[ParameterSpec]) -> list[SpecError]:
 def _template_errors(experiment: Experiment) -> list[SpecError]:
     spec = experiment.spec
     template = spec.trial_template
-    errors: list[SpecError] = []
+    errors: list[SpecError] = [SpecError(path, message) for path, message in unknown_fields(template.trial_spec)]
     try:
         primary_container(template.job_spec, template.primary_container_name)
     except KeyError:
