@@ -214,6 +214,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment with local processes, no cluster")
@@ -225,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(refused if the space, objective, algorithm, seed or template changed)")
     run.add_argument("--allow-changes", action="store_true",
                      help="with --resume: continue even though the experiment file changed in those fields")
-    run.add_argument("--grace-period", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    run.add_argument("--grace-period", type=float, default=5.0, metavar="SECONDS",
+                     help="when stopping a trial, seconds between SIGTERM and SIGKILL (default: %(default)s)")
     run.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
                      help="serve Prometheus metrics at http://ADDRESS:PORT/metrics while the run lasts")
     run.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDRESS",
@@ -242,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     crds.set_defaults(handler=cmd_crds)
 
     validate = sub.add_parser("validate", help="check an experiment file without running it")
-    validate.add_argument("experiment", type=Path)
+    validate.add_argument("experiment", type=Path, help="experiment YAML file: checked as `dial run` checks it, "
+                                                       "nothing is run")
     validate.set_defaults(handler=cmd_validate)
 
     operator = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for some namespaces or all")

@@ -211,17 +211,20 @@ class LocalRunner:
             if again and not killed:
                 killed = True
                 self.display.notice(f"{Interrupted(again[0]).why} again: killing the trials' processes now")
-            for local in self.running.values():
-                local.process.kill() if killed else local.process.terminate(self.grace_seconds)
-            self._collect(utcnow())
-            if killed:
-                for process in self.lingering:
+            for process in [*(local.process for local in self.running.values()), *self.lingering]:
+                if killed:
                     process.kill()
+                else:
+                    process.terminate(self.grace_seconds)
+            self._collect(utcnow())
             self._reap_lingering()
             time.sleep(POLL_SECONDS)
         for process in [*(local.process for local in self.running.values()), *self.lingering]:
             process.kill()  # past the deadline: nothing survives the runner
-        self._collect(utcnow())
+        reaped_by = time.monotonic() + 2
+        while self.running and time.monotonic() < reaped_by:
+            self._collect(utcnow())
+            time.sleep(POLL_SECONDS)
         if stops is not None:
             stops.on_signal(None)
         # Planned as suspended: nothing new is proposed, and the status says why the run ended.
