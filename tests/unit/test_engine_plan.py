@@ -296,3 +296,27 @@ def test_a_missing_objective_says_what_the_output_held() -> None:
     finalize_trial(exp, silent, exit_code=0, now=NOW, output_tail="done", read=reader.summary())
     assert silent.status.message == ("training exited 0 without reporting loss (metrics seen: acc; 1 of 2 output "
                                      "lines held no metric); last output:\ndone")
+
+
+def test_the_finish_names_objective_and_rule_metrics_no_trial_reported() -> None:
+    exp = experiment(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=5,
+                     objective={"type": "minimize", "metricName": "loss", "additionalMetricNames": ["val_loss"]},
+                     earlyStopping={"name": "threshold", "settings": {"metric_name": "val_loss", "max_value": 9}})
+    trials = [finished_trial(exp, i, [1.0]) for i in range(2)]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.message.endswith(
+        "; no trial reported val_loss (earlyStopping threshold); metrics reported: loss")
+    assert p.status.conditions[0].message == p.finish.message
+    silent = [finished_trial(exp, i, []) for i in range(2)]
+    p = plan(exp, silent, now=NOW)
+    assert p.finish is not None and p.finish.message.endswith(
+        "no trial reported loss (objective), val_loss (earlyStopping threshold); no metric was reported at all")
+
+
+def test_a_threshold_on_a_metric_that_is_not_collected_is_refused() -> None:
+    from dial.engine import validate_experiment
+
+    exp = experiment(earlyStopping={"name": "threshold", "settings": {"metricName": "val_loss", "max_value": 9}})
+    [error] = [str(e) for e in validate_experiment(exp)]
+    assert error.startswith("spec.earlyStopping.settings.metric_name: 'val_loss' is not collected, so the rule "
+                            "would never fire: add it to spec.objective.additionalMetricNames")

@@ -169,10 +169,31 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
         # Succeeded would let scripts carry on with nothing.
         finish = Finish(ExperimentPhase.failed, reasons.NO_TRIAL_SUCCEEDED,
                         f"no trial succeeded ({_tally(counts)}); the run ended with {finish.reason}: {finish.message}")
+    if finish is not None and (silent := unreported_metrics(experiment, trials)):
+        finish = Finish(finish.phase, finish.reason, f"{finish.message}; {silent}")
     result.finish = finish
     result.status = _status(experiment, trials, counts, best, finish, budget_used, len(result.create), now)
     result.status.budget = spent
     return result
+
+
+def unreported_metrics(experiment: Experiment, trials: Sequence[Trial]) -> str | None:
+    """Which objective or stop-rule metrics no finished trial ever reported (a misspelt name, a
+    rule that could never fire), with the metrics that were reported; None when all were."""
+    spec = experiment.spec
+    finished = [t for t in trials if t.phase.is_terminal]
+    if not finished:
+        return None
+    wanted = {t.metric_name: "objective" for t in spec.objective.targets}
+    if spec.early_stopping is not None:
+        rule = make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
+        wanted.setdefault(rule.metric, f"earlyStopping {rule.name}")
+    seen = dict.fromkeys(o.name for t in finished for o in t.status.observations)
+    missing = [f"{name} ({role})" for name, role in wanted.items() if name not in seen]
+    if not missing:
+        return None
+    return (f"no trial reported {', '.join(missing)}; "
+            + (f"metrics reported: {', '.join(seen)}" if seen else "no metric was reported at all"))
 
 
 def final_step(experiment: Experiment, trials: Sequence[Trial]) -> float | None:

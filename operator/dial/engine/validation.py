@@ -202,7 +202,12 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
                                 "or no early stopping"))
     elif spec.early_stopping is not None:
         try:
-            make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
+            rule = make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
+            if rule.metric not in spec.objective.metric_names:
+                errors.append(SpecError("spec.earlyStopping.settings.metric_name",
+                                        f"{rule.metric!r} is not collected, so the rule would never fire: add it to "
+                                        f"spec.objective.additionalMetricNames (collected now: "
+                                        f"{', '.join(spec.objective.metric_names)})"))
         except ValidationError as exc:
             errors += errors_from_validation(exc, "spec.earlyStopping.settings", RULES[spec.early_stopping.name].Settings)
         except ValueError as exc:
