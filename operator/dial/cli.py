@@ -213,9 +213,14 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.")
+    parser = argparse.ArgumentParser(
+        prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="internal commands (used by the chart, CI and trial pods, not run by hand):\n"
+               "  crds      write the CRDs generated from the API models (crds/ and the chart's copy)\n"
+               "  collect   (trial sidecar) report a trial's metrics to its Trial status")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,validate,report,operator}")
 
     run = sub.add_parser("run", help="run an experiment with local processes, no cluster")
     run.add_argument("experiment", type=Path, help="experiment YAML file")
@@ -237,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-live", dest="live", action="store_false", help="print one line per event")
     run.set_defaults(handler=cmd_run)
 
-    crds = sub.add_parser("crds", help="write the CRDs generated from the API models (crds/ and the chart's copy)")
+    crds = sub.add_parser("crds", description="Write the CRDs generated from the API models (crds/ and the chart's copy).")
     crds.add_argument("directory", type=Path, nargs="*",
                       help="where to write them (default: crds/ and charts/dial/crds/ when it exists)")
     crds.add_argument("--check", action="store_true", help="exit 1 when a directory is stale")
@@ -267,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     operator.set_defaults(handler=cmd_operator)
 
-    collect = sub.add_parser("collect", help="(trial sidecar) report a trial's metrics to its Trial status")
+    collect = sub.add_parser("collect", description="(trial sidecar) Report a trial's metrics to its Trial status.")
     collect.add_argument("--namespace", required=True)
     collect.add_argument("--trial", required=True, help="the Trial's name")
     collect.add_argument("--source", type=Path, required=True, help="the training's output file or metrics file")

@@ -27,3 +27,12 @@ def test_run_help_gives_the_grace_period_default_and_where_resume_looks(capsys: 
 
 def test_validate_help_describes_its_argument(capsys: pytest.CaptureFixture[str]) -> None:
     assert "experiment YAML file: checked as `dial run` checks it" in help_of(capsys, "validate", "--help")
+
+
+def test_internal_subcommands_are_listed_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    user, _, internal = capsys.readouterr().out.partition("internal commands")
+    assert all(f"    {name} " in user for name in ("run", "validate", "report", "operator"))
+    assert "crds" not in user and "collect" not in user
+    assert "  crds " in internal and "  collect " in internal
