@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from dial.engine import ExperimentError, load_experiment
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 DEFAULT_RESULTS_DIR = Path("dial-results")
 
 
@@ -29,7 +29,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dial.local.display import Display
     from dial.local.results import default_output_dir, latest_output_dir, load_results
     from dial.local.runner import LocalRunner, check_runnable, utcnow
+    from dial.local.signals import Interrupted, StopRequests, silence_stdout
     from dial.local.warm_start import local_warm_start
+    from dial.engine.resume import changes
 
     experiment = _load(args.experiment)
     check_runnable(experiment)
@@ -41,6 +43,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"dial run: --resume: no earlier results found in {where}", file=sys.stderr)
             return EXIT_BAD_INPUT
         previous, trials = load_results(output)
+        if changed := changes(previous, experiment):
+            what = "\n".join(f"  {line}" for line in changed)
+            if not args.allow_changes:
+                print(f"dial run: --resume: {args.experiment} differs from the experiment recorded in {output}:\n"
+                      f"{what}\nthe recorded trials answer the old question; restore the file, start a new run "
+                      "(without --resume), or pass --allow-changes to continue anyway", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            print(f"resuming with a changed experiment (--allow-changes):\n{what}", file=sys.stderr)
         experiment.status = previous.status
         print(f"resuming {experiment.name} in {output}: {len(trials)} trials already recorded")
     else:
@@ -63,11 +73,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                          display=Display(live=None if args.live is None else args.live),
                          grace_seconds=args.grace_period, metrics=metrics)
     try:
-        final = runner.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: observations kept in {output}; continue with "
+        with StopRequests() as stops:
+            final = runner.run(stops)
+    except Interrupted as cause:
+        if cause.signum == signal.SIGPIPE:
+            silence_stdout()
+        print(f"\ninterrupted ({cause.why}): observations kept in {output}; continue with "
               f"`dial run {args.experiment} --output {output} --resume`", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return cause.exit_code
     status = final.status
     print(f"\n{experiment.name}: {status.phase.value} ({status.conditions[0].reason}: {status.conditions[0].message})")
     if status.best_trial is not None:
@@ -200,15 +213,26 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="dial", description="Hyperparameter tuning on a laptop or on Kubernetes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="internal commands (used by the chart, CI and trial pods, not run by hand):\n"
+               "  crds      write the CRDs generated from the API models (crds/ and the chart's copy)\n"
+               "  collect   (trial sidecar) report a trial's metrics to its Trial status")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,validate,report,operator}")
 
     run = sub.add_parser("run", help="run an experiment with local processes, no cluster")
     run.add_argument("experiment", type=Path, help="experiment YAML file")
     run.add_argument("--output", "-o", type=Path, default=None,
                      help=f"results directory (default: {DEFAULT_RESULTS_DIR}/<name>-<time>)")
-    run.add_argument("--resume", action="store_true", help="continue an earlier run (the latest one, or --output)")
-    run.add_argument("--grace-period", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    run.add_argument("--resume", action="store_true",
+                     help=f"continue an earlier run: --output, else the latest {DEFAULT_RESULTS_DIR}/<name>-* "
+                          "(refused if the space, objective, algorithm, seed or template changed)")
+    run.add_argument("--allow-changes", action="store_true",
+                     help="with --resume: continue even though the experiment file changed in those fields")
+    run.add_argument("--grace-period", type=float, default=5.0, metavar="SECONDS",
+                     help="when stopping a trial, seconds between SIGTERM and SIGKILL (default: %(default)s)")
     run.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
                      help="serve Prometheus metrics at http://ADDRESS:PORT/metrics while the run lasts")
     run.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDRESS",
@@ -218,14 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-live", dest="live", action="store_false", help="print one line per event")
     run.set_defaults(handler=cmd_run)
 
-    crds = sub.add_parser("crds", help="write the CRDs generated from the API models (crds/ and the chart's copy)")
+    crds = sub.add_parser("crds", description="Write the CRDs generated from the API models (crds/ and the chart's copy).")
     crds.add_argument("directory", type=Path, nargs="*",
                       help="where to write them (default: crds/ and charts/dial/crds/ when it exists)")
     crds.add_argument("--check", action="store_true", help="exit 1 when a directory is stale")
     crds.set_defaults(handler=cmd_crds)
 
     validate = sub.add_parser("validate", help="check an experiment file without running it")
-    validate.add_argument("experiment", type=Path)
+    validate.add_argument("experiment", type=Path, help="experiment YAML file: checked as `dial run` checks it, "
+                                                       "nothing is run")
     validate.set_defaults(handler=cmd_validate)
 
     operator = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for some namespaces or all")
@@ -247,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     operator.set_defaults(handler=cmd_operator)
 
-    collect = sub.add_parser("collect", help="(trial sidecar) report a trial's metrics to its Trial status")
+    collect = sub.add_parser("collect", description="(trial sidecar) Report a trial's metrics to its Trial status.")
     collect.add_argument("--namespace", required=True)
     collect.add_argument("--trial", required=True, help="the Trial's name")
     collect.add_argument("--source", type=Path, required=True, help="the training's output file or metrics file")
@@ -274,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `dial ... | head`: the reader has what it wanted
+        from dial.local.signals import silence_stdout
+
+        silence_stdout()
+        return 128 + signal.SIGPIPE
     except ExperimentError as exc:
         if exc.__cause__ is not None and not exc.errors:
             print(f"dial {args.command}: {exc.source}: {exc.__cause__}", file=sys.stderr)

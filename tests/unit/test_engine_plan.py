@@ -130,7 +130,7 @@ def test_suspend_stops_running_trials_and_they_do_not_use_the_budget() -> None:
 
 def test_exhausted_grid_finishes_the_experiment() -> None:
     params = [{"name": "lr", "type": "discrete", "feasibleSpace": {"list": [0.1, 0.2]}},
-              {"name": "layers", "type": "int", "feasibleSpace": {"min": 1, "max": 1}}]
+              {"name": "layers", "type": "discrete", "feasibleSpace": {"list": [1]}}]
     exp = experiment(parameters=params, algorithm={"name": "grid"}, maxTrialCount=10)
     trials = apply(exp, [])
     assert len(trials) == 2
@@ -216,3 +216,107 @@ def test_a_finished_experiments_wall_clock_stops_at_its_completion() -> None:
     later = plan(exp, [], now=NOW + timedelta(hours=1))
     # Unchanged an hour later: the operator has nothing to rewrite on every resync.
     assert later.status.budget.elapsed_seconds == 60 and later.status == finished.status
+
+
+def test_without_max_failed_trial_count_the_first_failures_fail_the_experiment() -> None:
+    from dial.engine.plan import DEFAULT_FIRST_FAILURES
+
+    exp = experiment(maxTrialCount=10, parallelTrialCount=1)
+    trials = [finished_trial(exp, i, [], phase=TrialPhase.failed) for i in range(DEFAULT_FIRST_FAILURES - 1)]
+    assert plan(exp, trials, now=NOW).finish is None
+    trials.append(finished_trial(exp, DEFAULT_FIRST_FAILURES - 1, [], phase=TrialPhase.failed))
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.phase is ExperimentPhase.failed
+    assert p.finish.reason == reasons.FIRST_TRIALS_FAILED and "maxFailedTrialCount" in p.finish.message
+    assert p.status.phase is ExperimentPhase.failed and p.status.conditions[0].type == "Failed"
+
+
+def test_failures_after_a_success_are_not_limited_by_default() -> None:
+    exp = experiment(maxTrialCount=10, parallelTrialCount=1)
+    trials = [finished_trial(exp, 0, [1.0])] + [finished_trial(exp, i, [], phase=TrialPhase.failed) for i in range(1, 6)]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is None and len(p.create) == 1
+
+
+def test_an_experiment_whose_trials_all_failed_ends_failed_not_succeeded() -> None:
+    # maxFailedTrialCount set high enough that the budget, not the failures, ends the run.
+    exp = experiment(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=5)
+    trials = [finished_trial(exp, 0, [], phase=TrialPhase.failed), finished_trial(exp, 1, [])]
+    trials[1].status.phase = TrialPhase.metrics_unavailable  # exited 0 without the objective
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.phase is ExperimentPhase.failed
+    assert p.finish.reason == reasons.NO_TRIAL_SUCCEEDED
+    assert "no trial succeeded" in p.finish.message and reasons.MAX_TRIALS_REACHED in p.finish.message
+    assert p.status.phase is ExperimentPhase.failed and p.status.conditions[0].reason == reasons.NO_TRIAL_SUCCEEDED
+
+
+def test_one_success_among_failures_ends_succeeded() -> None:
+    exp = experiment(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=5)
+    trials = [finished_trial(exp, 0, [], phase=TrialPhase.failed), finished_trial(exp, 1, [0.5])]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.phase is ExperimentPhase.succeeded
+
+
+def test_a_trial_that_reported_the_final_step_is_not_stopped_by_a_rule() -> None:
+    exp = experiment(maxTrialCount=10, parallelTrialCount=1,
+                     earlyStopping={"name": "medianstop", "settings": {"min_trials_required": 2, "start_step": 2}})
+    done = [finished_trial(exp, i, [1.0, 0.9, 0.8, 0.7]) for i in range(2)]
+    worse = [5.0, 5.0, 5.0]
+    assert [s.reason for s in plan(exp, [*done, running_trial(exp, 2, worse)], now=NOW).stop] == ["medianstop"]
+    # Its fourth point is the succeeded trials' last step: it has finished training, whatever its value.
+    at_end = running_trial(exp, 2, [*worse, 5.0])
+    assert plan(exp, [*done, at_end], now=NOW).stop == []
+    # The same history gives the same decision every time.
+    assert plan(exp, [*done, at_end], now=NOW).stop == plan(exp, [*done, at_end], now=NOW).stop
+
+
+def test_a_trial_that_exited_on_its_own_before_a_stop_reached_it_is_judged_by_its_output() -> None:
+    exp = experiment()
+    late = running_trial(exp, 0, [1.0, 0.5])
+    late.status.stop_reason, late.status.stop_message = "threshold", "loss rose above max_value"
+    finalize_trial(exp, late, exit_code=0, now=NOW, ended_on_its_own=True)
+    assert late.phase is TrialPhase.succeeded and late.status.reason == reasons.TRAINING_SUCCEEDED
+    stopped = running_trial(exp, 1, [1.0, 0.5])
+    stopped.status.stop_reason = "threshold"
+    finalize_trial(exp, stopped, exit_code=0, now=NOW)  # signalled, then exited 0: the stop did it
+    assert stopped.phase is TrialPhase.early_stopped
+    diverged = running_trial(exp, 2, [1.0])
+    record_points(exp, diverged, [MetricPoint("loss", 2.0, float("inf"))])
+    finalize_trial(exp, diverged, exit_code=0, now=NOW, ended_on_its_own=True)
+    assert diverged.phase is TrialPhase.failed and diverged.status.reason == reasons.OBJECTIVE_NOT_FINITE
+
+
+def test_a_missing_objective_says_what_the_output_held() -> None:
+    from dial.metrics.parsing import MetricReader
+
+    exp = experiment()
+    reader = MetricReader(["loss"])
+    reader.feed(["acc=0.9", "done"])
+    silent = running_trial(exp, 0, [])
+    finalize_trial(exp, silent, exit_code=0, now=NOW, output_tail="done", read=reader.summary())
+    assert silent.status.message == ("training exited 0 without reporting loss (metrics seen: acc; 1 of 2 output "
+                                     "lines held no metric); last output:\ndone")
+
+
+def test_the_finish_names_objective_and_rule_metrics_no_trial_reported() -> None:
+    exp = experiment(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=5,
+                     objective={"type": "minimize", "metricName": "loss", "additionalMetricNames": ["val_loss"]},
+                     earlyStopping={"name": "threshold", "settings": {"metric_name": "val_loss", "max_value": 9}})
+    trials = [finished_trial(exp, i, [1.0]) for i in range(2)]
+    p = plan(exp, trials, now=NOW)
+    assert p.finish is not None and p.finish.message.endswith(
+        "; no trial reported val_loss (earlyStopping threshold); metrics reported: loss")
+    assert p.status.conditions[0].message == p.finish.message
+    silent = [finished_trial(exp, i, []) for i in range(2)]
+    p = plan(exp, silent, now=NOW)
+    assert p.finish is not None and p.finish.message.endswith(
+        "no trial reported loss (objective), val_loss (earlyStopping threshold); no metric was reported at all")
+
+
+def test_a_threshold_on_a_metric_that_is_not_collected_is_refused() -> None:
+    from dial.engine import validate_experiment
+
+    exp = experiment(earlyStopping={"name": "threshold", "settings": {"metricName": "val_loss", "max_value": 9}})
+    [error] = [str(e) for e in validate_experiment(exp)]
+    assert error.startswith("spec.earlyStopping.settings.metric_name: 'val_loss' is not collected, so the rule "
+                            "would never fire: add it to spec.objective.additionalMetricNames")

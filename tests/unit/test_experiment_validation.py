@@ -61,7 +61,7 @@ def test_categorical_without_list() -> None:
 def test_unknown_field_is_named() -> None:
     data = manifest()
     data["spec"]["parallelTrials"] = 3
-    assert errors_of(data) == ["spec.parallelTrials: unknown field"]
+    assert errors_of(data) == ["spec.parallelTrials: unknown field (did you mean 'parallelTrialCount'?)"]
 
 
 def test_missing_objective_metric() -> None:
@@ -148,3 +148,79 @@ def test_unknown_primary_container_names_primary_container_name() -> None:
     [error] = errors_of(data)
     assert error.startswith("spec.trialTemplate.primaryContainerName: no container named 'trainer'"), error
     assert error.endswith("(has 'training')"), error
+
+
+@pytest.mark.parametrize("seed, words", [(-1, "greater than or equal to 0"), (1.5, "fractional part"),
+                                         (2**32, "less than or equal to 4294967295")])
+def test_a_negative_huge_or_fractional_seed_is_refused(seed: object, words: str) -> None:
+    [error] = errors_of(manifest(seed=seed))
+    assert error.startswith("spec.seed: ") and words in error
+
+
+def test_a_negative_random_state_setting_is_refused() -> None:
+    [error] = errors_of(manifest(algorithm={"name": "bayesian", "settings": {"random_state": -3}}))
+    assert error.startswith("spec.algorithm.settings.random_state: ")
+
+
+def test_a_range_with_one_value_is_refused() -> None:
+    assert errors_of(with_params(param("lr", "double", min=0.5, max=0.5))) == [
+        "spec.parameters[0].feasibleSpace.max: equals min (0.5), so the parameter has one value; widen the range, "
+        "or write the value into the template instead"]
+    assert errors_of(with_params(param("layers", "int", min=1, max=3, step=4))) == [
+        "spec.parameters[0].feasibleSpace.step: 4 is wider than the range 1..3, so the parameter has one value (1); "
+        "use a smaller step"]
+    assert load_experiment(yaml.safe_dump(with_params(param("layers", "int", min=1, max=3, step=2))))
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "the file is empty: expected an Experiment mapping"),
+    ("# only a comment\n", "the file is empty"),
+    ("- a\n- b\n- c\n", "expected an Experiment mapping (kind: Experiment), got a list of 3 items"),
+    ("apiVersion: batch/v1\nkind: Job\nspec: {}\n", "got a Job manifest; a Job is the trial template"),
+])
+def test_a_file_that_is_not_an_experiment_says_what_it_is(text: str, words: str) -> None:
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(text, "f.yaml")
+    assert words in str(info.value)
+    assert ("spec.trialTemplate.trialSpec" in str(info.value)) == ("kind: Job" in text)
+
+
+def test_a_unicode_parameter_name_says_which_characters_are_allowed() -> None:
+    [error] = errors_of(with_params(param("lr_λ", "double", min=0.1, max=1)))
+    assert error.startswith("spec.parameters[0].name: 'lr_λ' is not a valid name: 'λ' is not allowed; use ASCII letters")
+
+
+def test_an_unknown_setting_suggests_the_field_meant() -> None:
+    [error] = errors_of(manifest(earlyStopping={"name": "threshold", "settings": {"metric": "loss", "max_value": 3}}))
+    assert error == "spec.earlyStopping.settings.metric: unknown field (did you mean 'metric_name'?)"
+    [error] = errors_of(manifest(algorithm={"name": "bayesian", "settings": {"acquisition": "EI"}}))
+    assert error.startswith("spec.algorithm.settings.acquisition: unknown field (known: base_estimator, acq_func,")
+
+
+def test_an_unknown_nested_field_suggests_a_sibling() -> None:
+    data = with_params(param("lr", "double", min=0.1, max=1))
+    data["spec"]["parameters"][0]["feasibleSpace"]["maximum"] = 2
+    assert errors_of(data) == ["spec.parameters[0].feasibleSpace.maximum: unknown field (did you mean 'max'?)"]
+
+
+def test_unknown_fields_in_the_job_template_are_refused_naming_the_path() -> None:
+    data = manifest()
+    container = data["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["comand"] = container.pop("command")
+    container["args"] = ["--lr=${trialParameters.lr}", "--layers=${trialParameters.layers}"]
+    container["env"] = [{"name": "A", "valu": "1"}]
+    container["resources"] = {"limits": {"nvidia.com/gpu": 1}}  # free-form keys are fine
+    data["spec"]["trialTemplate"]["trialSpec"]["spec"]["backoffLimit"] = "${trialParameters.layers}"
+    prefix = "spec.trialTemplate.trialSpec.spec.template.spec.containers[0]"
+    assert errors_of(data) == [
+        f"{prefix}.comand: unknown field of a Kubernetes Container (did you mean 'command'?)",
+        f"{prefix}.env[0].valu: unknown field of a Kubernetes EnvVar (did you mean 'value'?)"]
+
+
+def test_a_template_given_as_only_the_job_spec_is_checked_too() -> None:
+    data = manifest()
+    job_spec = data["spec"]["trialTemplate"]["trialSpec"]["spec"]
+    job_spec["template"]["spec"]["restartPolicyy"] = "Never"
+    data["spec"]["trialTemplate"]["trialSpec"] = job_spec
+    assert errors_of(data) == ["spec.trialTemplate.trialSpec.template.spec.restartPolicyy: unknown field of a "
+                               "Kubernetes PodSpec (did you mean 'restartPolicy'?)"]

@@ -47,3 +47,17 @@ def test_reader_numbers_steps_when_output_has_none_and_filters_metrics() -> None
 def test_reader_json_format_and_huge_lines() -> None:
     reader = MetricReader(["acc"], MetricsFormat.json)
     assert [p.value for p in reader.feed(['{"acc": 0.5}', "acc=0.9", "x" * 1_000_000])] == [0.5]
+
+
+def test_the_reader_summarises_what_the_output_held() -> None:
+    from dial.metrics.parsing import MetricReader
+
+    reader = MetricReader(["loss"])
+    reader.feed(["epoch=1 accuracy=0.5 val_loss=2", "loading data", "accuracy=0.6"])
+    summary = reader.summary()
+    assert summary.names_seen == ("accuracy", "val_loss") and summary.n_lines == 3
+    assert summary.describe() == "metrics seen: accuracy, val_loss; 1 of 3 output lines held no metric"
+    assert MetricReader(["loss"]).summary().describe() == "the training printed nothing"
+    silent = MetricReader(["loss"], MetricsFormat.json)
+    silent.feed(["hello", "loss=3"])
+    assert silent.summary().describe() == "none of its 2 output lines held a metric (JSON: JSON objects with numbers)"

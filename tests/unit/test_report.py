@@ -106,8 +106,8 @@ def test_top_trials_put_the_best_first_for_maximize() -> None:
     trials.append(trial(exp, 3, [], assignment={"lr": 0.5, "layers": 2}, failed=True))
     data = build_report_data(exp, trials)
     assert [t.name for t in data.top_trials] == ["exp-0001", "exp-0002", "exp-0000"]
-    table = re.findall(r'<td class="text">(exp-\d+)</td>', render_html(data))
-    assert table == ["exp-0001", "exp-0002", "exp-0000"]
+    top = render_html(data).split('id="top-trials"')[1].split("</table>")[0]
+    assert re.findall(r'<td class="text">(exp-\d+)</td>', top) == ["exp-0001", "exp-0002", "exp-0000"]
 
 
 def test_log_parameters_get_log_axes_and_categories_a_category_axis() -> None:
@@ -192,3 +192,24 @@ def test_curves_spanning_decades_get_a_log_axis() -> None:
     flat = build_report_data(exp, [trial(exp, 0, [0.9, 0.5], assignment={"lr": 0.05, "layers": 1})])
     assert not flat.curves_on_log_scale
     assert next(s.option for s in chart_specs(flat) if s.id == "curves")["yAxis"]["type"] == "value"
+
+
+def test_an_all_failed_runs_report_says_why_and_lists_each_failure(tmp_path: Path) -> None:
+    from dial.engine import plan
+
+    exp = minimize_experiment()
+    trials = [trial(exp, i, [], assignment={"lr": 0.1, "layers": 1}, failed=True) for i in range(3)]
+    trials[0].status.message = "exit code 1; last output:\nCUDA out of memory"
+    exp.status = plan(exp, trials, now=NOW).status
+    page = write_report(exp, trials, tmp_path / "r.html").html.read_text()
+    assert "No trial has an objective yet. The experiment ended Failed: FirstTrialsFailed: 3 trials failed" in page
+    assert "<h2>Trials without a result (3)</h2>" in page
+    assert ('<tr><td class="text">exp-0000</td><td class="text">Failed</td><td class="text">TrainingFailed</td>'
+            '<td class="text">exit code 1; last output:</td></tr>') in page
+
+
+def test_trials_with_results_are_not_listed_as_without(tmp_path: Path) -> None:
+    exp = minimize_experiment()
+    trials = [trial(exp, 0, [0.5, 0.4], assignment={"lr": 0.1, "layers": 1}, stopped=True),
+              trial(exp, 1, [0.3], assignment={"lr": 0.2, "layers": 2})]
+    assert "Trials without a result" not in render_html(build_report_data(exp, trials))

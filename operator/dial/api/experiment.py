@@ -28,6 +28,8 @@ class MetricStrategy(str, Enum):
 
 
 MAX_OBJECTIVES = 8
+SEED_MAX = 2**32 - 1
+KUBERNETES_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 class ObjectiveMetric(ApiModel):
@@ -206,7 +208,8 @@ class ExperimentSpec(ApiModel):
     early_stopping: EarlyStoppingSpec | None = None
     metrics_collector: MetricsCollectorSpec = Field(default_factory=MetricsCollectorSpec)
     trial_template: TrialTemplate
-    seed: int = 0
+    # numpy's seed range; a negative seed would pass here and fail in the first proposal.
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
     suspend: bool = False
     max_trial_seconds: Annotated[int, Field(ge=1)] | None = None
     max_experiment_seconds: Annotated[int, Field(ge=1)] | None = None
@@ -307,7 +310,7 @@ class ObjectMeta(ApiModel):
 
     model_config = ApiModel.model_config | {"extra": "allow"}
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)]
+    name: Annotated[str, Field(pattern=KUBERNETES_NAME_PATTERN, max_length=52)]
     namespace: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from dial.api.base import ApiModel
 
+PARAMETER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 ParameterValue = float | int | str
 ValueList = list[float | str]
 
@@ -54,7 +55,7 @@ class ActiveWhen(ApiModel):
 class ParameterSpec(ApiModel):
     """One tunable parameter."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=63)]
+    name: Annotated[str, Field(pattern=PARAMETER_NAME_PATTERN, max_length=63)]
     type: ParameterType
     feasible_space: FeasibleSpace
     # Checked against the other parameters (unknown parent, cycles, values) by the engine's validation.
@@ -94,6 +95,12 @@ class ParameterSpec(ApiModel):
                 raise ValueError("feasibleSpace.step: an int parameter needs a whole-number step")
         if space.step is not None and space.scale is Scale.log:
             raise ValueError("feasibleSpace.step: a step cannot be combined with log scale (use a discrete list)")
+        if space.min == space.max:
+            raise ValueError(f"feasibleSpace.max: equals min ({space.min:g}), so the parameter has one value; "
+                             "widen the range, or write the value into the template instead")
+        if space.step is not None and space.step > space.max - space.min:
+            raise ValueError(f"feasibleSpace.step: {space.step:g} is wider than the range {space.min:g}..{space.max:g}, "
+                             f"so the parameter has one value ({space.min:g}); use a smaller step")
         return self
 
     @property

@@ -31,6 +31,12 @@ _COUNT_FIELD = {
 }
 
 
+# With maxFailedTrialCount unset, this many failures before any success end the experiment as
+# Failed: a broken setup (a typo in the command, a missing file) fails every trial, and running the
+# whole budget to learn that wastes it. Once one trial has succeeded, failures are not limited.
+DEFAULT_FIRST_FAILURES = 3
+
+
 @dataclass(frozen=True)
 class TrialProposal:
     index: int
@@ -124,6 +130,12 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
     elif spec.max_failed_trial_count is not None and n_failed > spec.max_failed_trial_count:
         finish = Finish(ExperimentPhase.failed, reasons.MAX_FAILED_REACHED,
                         f"{n_failed} trials failed, more than maxFailedTrialCount {spec.max_failed_trial_count}")
+    elif spec.max_failed_trial_count is None and counts.succeeded == 0 and n_failed >= min(
+            DEFAULT_FIRST_FAILURES, spec.max_trial_count):
+        finish = Finish(ExperimentPhase.failed, reasons.FIRST_TRIALS_FAILED,
+                        f"{n_failed} trials failed and none succeeded "
+                        f"(maxFailedTrialCount unset: {DEFAULT_FIRST_FAILURES} failures before any success end the "
+                        "experiment; set it to allow more)")
     elif best is not None and spec.objective.reaches_goal(best.status.objective):  # type: ignore[arg-type]
         finish = Finish(ExperimentPhase.succeeded, reasons.GOAL_REACHED,
                         f"trial {best.name} reached {spec.objective.metric_name}={best.status.objective:.6g} "
@@ -152,10 +164,54 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
                 finish = Finish(ExperimentPhase.succeeded, reasons.SPACE_EXHAUSTED,
                                 f"{spec.algorithm.name} has no untried assignment left after {len(trials)} trials")
 
+    if finish is not None and finish.phase is ExperimentPhase.succeeded and counts.succeeded == 0 and n_failed > 0:
+        # Out of trials, time or space without one success: there is no result, and saying
+        # Succeeded would let scripts carry on with nothing.
+        finish = Finish(ExperimentPhase.failed, reasons.NO_TRIAL_SUCCEEDED,
+                        f"no trial succeeded ({_tally(counts)}); the run ended with {finish.reason}: {finish.message}")
+    if finish is not None and (silent := unreported_metrics(experiment, trials)):
+        finish = Finish(finish.phase, finish.reason, f"{finish.message}; {silent}")
     result.finish = finish
     result.status = _status(experiment, trials, counts, best, finish, budget_used, len(result.create), now)
     result.status.budget = spent
     return result
+
+
+def unreported_metrics(experiment: Experiment, trials: Sequence[Trial]) -> str | None:
+    """Which objective or stop-rule metrics no finished trial ever reported (a misspelt name, a
+    rule that could never fire), with the metrics that were reported; None when all were."""
+    spec = experiment.spec
+    finished = [t for t in trials if t.phase.is_terminal]
+    if not finished:
+        return None
+    wanted = {t.metric_name: "objective" for t in spec.objective.targets}
+    if spec.early_stopping is not None:
+        rule = make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
+        wanted.setdefault(rule.metric, f"earlyStopping {rule.name}")
+    seen = dict.fromkeys(o.name for t in finished for o in t.status.observations)
+    missing = [f"{name} ({role})" for name, role in wanted.items() if name not in seen]
+    if not missing:
+        return None
+    return (f"no trial reported {', '.join(missing)}; "
+            + (f"metrics reported: {', '.join(seen)}" if seen else "no metric was reported at all"))
+
+
+def final_step(experiment: Experiment, trials: Sequence[Trial]) -> float | None:
+    """The last step of training as the succeeded trials show it (the largest step they reported); None before any."""
+    steps = [step for t in trials if t.phase is TrialPhase.succeeded
+             and (step := _latest_step(experiment, t)) is not None]
+    return max(steps, default=None)
+
+
+def _latest_step(experiment: Experiment, trial: Trial) -> float | None:
+    obs = trial.status.observation(experiment.spec.objective.primary.metric_name)
+    return obs.curve[-1].step if obs is not None and obs.curve else None
+
+
+def _tally(counts: TrialCounts) -> str:
+    parts = [(counts.failed, "failed"), (counts.metrics_unavailable, "reported no objective"),
+             (counts.early_stopped, "stopped early")]
+    return ", ".join(f"{n} {what}" for n, what in parts if n)
 
 
 def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequence[Trial]) -> list[StopOrder]:
@@ -165,7 +221,10 @@ def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequenc
         return orders
     rule = make_rule(experiment.spec.early_stopping.name, experiment.spec.early_stopping.settings,
                      experiment.spec.objective)
+    last = final_step(experiment, trials)
     for t in active:
+        if last is not None and (step := _latest_step(experiment, t)) is not None and step >= last:
+            continue  # it has reported the final step: stopping it saves nothing and would mislabel it
         if t.phase is TrialPhase.running and t.status.stop_reason is None:
             decision = rule.check(t, [other for other in trials if other.name != t.name])
             if decision is not None:

@@ -3,6 +3,10 @@
 GOAL_REACHED = "GoalReached"
 MAX_TRIALS_REACHED = "MaxTrialCountReached"
 MAX_FAILED_REACHED = "MaxFailedTrialCountReached"
+# maxFailedTrialCount unset: the first trials all failed (see plan.DEFAULT_FIRST_FAILURES).
+FIRST_TRIALS_FAILED = "FirstTrialsFailed"
+# The experiment ran out of trials, time or space with failures and not one success.
+NO_TRIAL_SUCCEEDED = "NoTrialSucceeded"
 SPACE_EXHAUSTED = "SearchSpaceExhausted"
 INVALID_SPEC = "InvalidSpec"
 SUSPENDED = "Suspended"

@@ -10,7 +10,7 @@ from dial.api.experiment import Experiment, ObjectiveSpec, ObjectMeta
 from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, TrialSpec, TrialStatus, trial_name
 from dial.engine import reasons
-from dial.metrics.parsing import MetricPoint
+from dial.metrics.parsing import MetricPoint, ReadSummary
 
 OUTPUT_TAIL_CHARS = 2000
 
@@ -59,9 +59,18 @@ def mark_running(trial: Trial, now: datetime) -> None:
 
 
 def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | None, now: datetime,
-                   output_tail: str = "", failure_reason: str | None = None) -> None:
-    """Set the final phase, reason and message from how the run ended and what it reported."""
+                   output_tail: str = "", failure_reason: str | None = None, ended_on_its_own: bool = False,
+                   read: ReadSummary | None = None) -> None:
+    """Set the final phase, reason and message from how the run ended and what it reported.
+
+    `ended_on_its_own`: the training exited before the backend signalled it. A stop decided
+    meanwhile came too late to change anything, so the trial is judged by its exit code and
+    output, not labelled as stopped (a non-finite objective still fails it).
+    `read`: what the backend's reader found in the output, said when the objective is missing.
+    """
     status = trial.status
+    if ended_on_its_own and exit_code == 0 and status.stop_reason not in (None, reasons.OBJECTIVE_NOT_FINITE):
+        status.stop_reason = status.stop_message = None
     status.exit_code = exit_code
     status.completion_time = now
     status.start_time = status.start_time or now
@@ -84,6 +93,7 @@ def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | Non
     elif missing := status.missing_objectives(experiment.spec.objective):
         status.phase, status.reason = TrialPhase.metrics_unavailable, reasons.METRICS_UNAVAILABLE
         status.message = (f"training exited 0 without reporting {', '.join(missing)}"
+                          + (f" ({read.describe()})" if read is not None else "")
                           + (f"; last output:\n{tail}" if tail else ""))
     else:
         status.phase, status.reason, status.message = TrialPhase.succeeded, reasons.TRAINING_SUCCEEDED, None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from dial.api.experiment import Experiment
-from dial.api.space import ParameterSpec, ParameterType
+from dial.api.base import ApiModel
+from dial.api.experiment import KUBERNETES_NAME_PATTERN, Experiment
+from dial.api.space import PARAMETER_NAME_PATTERN, ParameterSpec, ParameterType
 from dial.engine.checkpoints import CHECKPOINT_DIR, CHECKPOINT_PLACEHOLDERS, PARENT_CHECKPOINT_DIR, uses_checkpoints
+from dial.engine.job_fields import unknown_fields
 from dial.engine.template import placeholder_references, primary_container
-from dial.search import SearchSpace, make_strategy
-from dial.stopping import make_rule
+from dial.search import STRATEGIES, SearchSpace, make_strategy
+from dial.stopping import RULES, make_rule
 
 
 # Stop rules that judge a trial by itself (a bound on one metric), so they mean the same with
@@ -49,7 +52,65 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[SpecError]:
+# What a field's pattern allows, in words (pydantic would show the regular expression).
+PATTERN_WORDS = {
+    PARAMETER_NAME_PATTERN: "ASCII letters, digits, '_', '.' and '-', starting with a letter or '_' "
+                            "(it becomes ${trialParameters.NAME} and a command-line value)",
+    KUBERNETES_NAME_PATTERN: "lowercase ASCII letters, digits and '-', starting and ending with a letter or digit "
+                             "(a Kubernetes name)",
+}
+
+
+def _pattern_message(err: dict[str, Any]) -> str | None:
+    words = PATTERN_WORDS.get((err.get("ctx") or {}).get("pattern", ""))
+    if words is None or not isinstance(err.get("input"), str):
+        return None
+    value = err["input"]
+    bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))})
+    which = f": {', '.join(repr(c) for c in bad)} {'is' if len(bad) == 1 else 'are'} not allowed" if bad else ""
+    return f"{value!r} is not a valid name{which}; use {words}"
+
+
+def _known_fields(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names, as a user writes them, of the model found at `loc` under `model`."""
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    if model is None:
+        return []
+    # Resources are camelCase on the wire; algorithm and rule settings follow Katib's snake_case.
+    camel = issubclass(model, ApiModel)
+    return [(f.alias or n) if camel else n for n, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
+
+
+def _unknown_field_message(field: Any, known: list[str]) -> str:
+    close = difflib.get_close_matches(str(field), known, n=1, cutoff=0.6) if known else []
+    if not close:
+        lowered = {k.lower().replace("_", ""): k for k in known}
+        hit = next((k for key, k in lowered.items() if key.startswith(str(field).lower().replace("_", ""))), None)
+        close = [hit] if hit else []
+    if close:
+        return f"unknown field (did you mean {close[0]!r}?)"
+    return f"unknown field (known: {', '.join(known)})" if known else "unknown field"
+
+
+def errors_from_validation(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[SpecError]:
+    """Pydantic's errors as field paths; `model` (the validated class) lets unknown fields get a suggestion."""
     errors = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
@@ -60,7 +121,9 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[SpecE
         if sep and head.replace(".", "").replace("[", "").replace("]", "").isalnum() and " " not in head:
             path, message = f"{path}.{head}" if path else head, rest
         if err["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = _unknown_field_message(loc[-1] if loc else "", _known_fields(model, loc[:-1]))
+        elif err["type"] == "string_pattern_mismatch" and (words := _pattern_message(err)) is not None:
+            message = words
         elif err["type"] == "missing":
             message = "required field is missing"
         if prefix:
@@ -76,7 +139,7 @@ def parse_experiment(data: Any, source: str = "experiment") -> Experiment:
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:
-        raise ExperimentError(errors_from_validation(exc), source) from None
+        raise ExperimentError(errors_from_validation(exc, model=Experiment), source) from None
 
 
 def load_experiment(text: str, source: str = "experiment") -> Experiment:
@@ -89,12 +152,33 @@ def load_experiment(text: str, source: str = "experiment") -> Experiment:
         raise ExperimentError([SpecError("", f"malformed YAML: {where}{getattr(exc, 'problem', None) or exc}")], source) from None
     experiments = [d for d in documents if isinstance(d, dict) and d.get("kind", "Experiment") == "Experiment"]
     if len(experiments) != 1:
-        raise ExperimentError([SpecError("", f"expected one Experiment document, found {len(experiments)}")], source)
+        raise ExperimentError([SpecError("", _not_one_experiment(documents, len(experiments)))], source)
     experiment = parse_experiment(experiments[0], source)
     errors = validate_experiment(experiment)
     if errors:
         raise ExperimentError(errors, source)
     return experiment
+
+
+def _describe(document: Any) -> str:
+    if isinstance(document, list):
+        return f"a list of {len(document)} item{'s' if len(document) != 1 else ''}"
+    if isinstance(document, dict):
+        return f"a {document.get('kind')} manifest" if document.get("kind") else "a mapping without kind"
+    return f"a {type(document).__name__} ({str(document)[:40]!r})"
+
+
+def _not_one_experiment(documents: list[Any], n_experiments: int) -> str:
+    if not documents:
+        return "the file is empty: expected an Experiment mapping (apiVersion: dial.dev/v1alpha1, kind: Experiment)"
+    if n_experiments > 1:
+        return f"expected one Experiment document, found {n_experiments}: put each experiment in its own file"
+    got = ", ".join(_describe(d) for d in documents[:3]) + (", ..." if len(documents) > 3 else "")
+    hint = ""
+    if any(isinstance(d, dict) and d.get("kind") == "Job" for d in documents):
+        hint = ("; a Job is the trial template, not the experiment: put it under spec.trialTemplate.trialSpec "
+                "of an Experiment (see examples/peaks/experiment.yaml)")
+    return f"expected an Experiment mapping (kind: Experiment), got {got}{hint}"
 
 
 def validate_experiment(experiment: Experiment) -> list[SpecError]:
@@ -106,7 +190,8 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
         make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
                       n_objectives=len(spec.objective.targets))
     except ValidationError as exc:
-        errors += errors_from_validation(exc, "spec.algorithm.settings")
+        strategy = STRATEGIES.get(spec.algorithm.name)
+        errors += errors_from_validation(exc, "spec.algorithm.settings", strategy.Settings if strategy else None)
     except ValueError as exc:
         names_algorithm = "unknown algorithm" in str(exc) or "objectives use one of" in str(exc)
         errors.append(SpecError("spec.algorithm.name" if names_algorithm else "spec.algorithm", str(exc)))
@@ -117,9 +202,14 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
                                 "or no early stopping"))
     elif spec.early_stopping is not None:
         try:
-            make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
+            rule = make_rule(spec.early_stopping.name, spec.early_stopping.settings, spec.objective)
+            if rule.metric not in spec.objective.metric_names:
+                errors.append(SpecError("spec.earlyStopping.settings.metric_name",
+                                        f"{rule.metric!r} is not collected, so the rule would never fire: add it to "
+                                        f"spec.objective.additionalMetricNames (collected now: "
+                                        f"{', '.join(spec.objective.metric_names)})"))
         except ValidationError as exc:
-            errors += errors_from_validation(exc, "spec.earlyStopping.settings")
+            errors += errors_from_validation(exc, "spec.earlyStopping.settings", RULES[spec.early_stopping.name].Settings)
         except ValueError as exc:
             errors.append(SpecError("spec.earlyStopping.name", str(exc)))
     errors += _template_errors(experiment)
@@ -176,7 +266,7 @@ def condition_errors(parameters: Sequence[ParameterSpec]) -> list[SpecError]:
 def _template_errors(experiment: Experiment) -> list[SpecError]:
     spec = experiment.spec
     template = spec.trial_template
-    errors: list[SpecError] = []
+    errors: list[SpecError] = [SpecError(path, message) for path, message in unknown_fields(template.trial_spec)]
     try:
         primary_container(template.job_spec, template.primary_container_name)
     except KeyError:

@@ -86,7 +86,9 @@ class Kube:
                             query={"labelSelector": f"{EXPERIMENT_LABEL}={experiment}"})["items"]
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        return self._create_or_none(f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
+        # Strict: a field the API server does not know is an error (400), not silently dropped.
+        return self._create_or_none(f"/apis/batch/v1/namespaces/{namespace}/jobs", body,
+                                    query={"fieldValidation": "Strict"})
 
     def delete_job(self, namespace: str, name: str) -> bool:
         """Delete with background propagation (the garbage collector removes its pods); False if gone."""
@@ -146,9 +148,9 @@ class Kube:
                 return None
             raise
 
-    def _create_or_none(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _create_or_none(self, path: str, body: dict[str, Any], query: dict[str, Any] | None = None) -> dict[str, Any] | None:
         try:
-            return self.request("POST", path, body=body)
+            return self.request("POST", path, body=body, query=query)
         except ApiException as exc:
             if exc.status == 409:
                 return None

@@ -34,7 +34,7 @@ class TrialProcess:
                 stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             self.popen = None
-            self.start_error = f"cannot start {command[0]!r}: {exc.strerror or exc}"
+            self.start_error = start_error(command, cwd, env, exc)
             return
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
@@ -92,18 +92,36 @@ class TrialProcess:
         code = self.popen.poll()
         if code is None:
             return None
-        self._reader.join(timeout=5)
+        # A child left behind may hold the output pipe open: then do not wait for its end.
+        self._reader.join(timeout=0.2 if group_members(self.popen.pid) else 5)
         if self._file_reader is not None:
             self._file_reader.join(timeout=5)
         return code
 
     @property
+    def signalled(self) -> bool:
+        """Whether this process was ever sent a stop signal (else it ended, or is running, on its own)."""
+        return self._terminated_at is not None
+
+    @property
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    @property
+    def group_alive(self) -> bool:
+        """Whether anything of its process group still runs: the process itself or a child it left behind."""
+        return self.popen is not None and (self.popen.poll() is None or bool(group_members(self.popen.pid)))
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group now."""
+        if self.group_alive:
+            self._terminated_at = self._terminated_at or time.monotonic()
+            self._killed = True
+            self._signal(signal.SIGKILL)
+
     def terminate(self, grace_seconds: float) -> None:
         """SIGTERM the process group now, SIGKILL it once the grace period has passed (call repeatedly)."""
-        if not self.alive:
+        if not self.group_alive:
             return
         now = time.monotonic()
         if self._terminated_at is None:
@@ -119,6 +137,51 @@ class TrialProcess:
             os.killpg(self.popen.pid, sig)
         except ProcessLookupError:
             pass
+
+
+def start_error(command: list[str], cwd: Path, env: dict[str, str], exc: OSError) -> str:
+    """Why a trial's command could not start, naming where it was looked for."""
+    program = command[0] if command else ""
+    if not cwd.is_dir():
+        return (f"cannot start {program!r}: the working directory {cwd} does not exist "
+                "(the container's workingDir, relative to where `dial run` was started)")
+    if isinstance(exc, FileNotFoundError):
+        if os.sep in program and not os.path.isabs(program):
+            return (f"cannot start {program!r}: no such file in {cwd.resolve()} (a relative command is looked up in "
+                    "the trial's working directory: where `dial run` was started, or the container's workingDir)")
+        if os.sep in program:
+            return f"cannot start {program!r}: no such file"
+        path = env.get("PATH", "").split(os.pathsep)
+        shown = os.pathsep.join(path[:3]) + (f"{os.pathsep}... ({len(path)} directories)" if len(path) > 3 else "")
+        return (f"cannot start {program!r}: command not found on PATH ({shown}); "
+                f"the trial's working directory was {cwd.resolve()}")
+    if isinstance(exc, PermissionError):
+        return f"cannot start {program!r}: permission denied (is it executable? chmod +x {program})"
+    return f"cannot start {program!r}: {exc.strerror or exc}"
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group; from /proc where there is one."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+        fields = text[text.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
 
 
 def trial_environment(extra: dict[str, str]) -> dict[str, str]:

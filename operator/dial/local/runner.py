@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from dial.engine.trials import mark_running
 from dial.local.display import Display
 from dial.local.process import TrialProcess, trial_environment
 from dial.local.results import save_results
+from dial.local.signals import Interrupted, StopRequests
 from dial.metrics.exporter import DialMetrics
 from dial.metrics.parsing import MetricReader
 
@@ -67,26 +69,39 @@ class LocalRunner:
         self.grace_seconds = grace_seconds
         self.plan = metrics.plan if metrics is not None else plan  # same plan; recorded for Prometheus when asked
         self.running: dict[str, LocalTrial] = {}
+        self.lingering: list[TrialProcess] = []  # finished trials whose children still run
         # pbt's checkpoints (a shared volume on Kubernetes): kept with the results, so --resume finds them.
         self.checkpoint_root = (output / "checkpoints").resolve()
         self._last_save = 0.0
         self._announced_finish: str | None = None
 
-    def run(self) -> Experiment:
+    def run(self, stops: StopRequests | None = None) -> Experiment:
+        """Run to the end; on a stop request (a signal, a closed output pipe) stop every trial and raise Interrupted."""
         self._recover_unfinished()
         try:
             with self.display:
                 while True:
+                    if (cause := self._stop_cause(stops)) is not None:
+                        raise cause
                     current = self.step()
-                    if current.finish is not None and not self.running:
+                    if current.finish is not None and not self.running and not self.lingering:
                         break
                     time.sleep(POLL_SECONDS)
-        except KeyboardInterrupt:
-            self.interrupt()
+        except Interrupted as cause:
+            self.interrupt(cause, stops)
             raise
+        except KeyboardInterrupt:  # no StopRequests installed: Python's own SIGINT
+            cause = Interrupted(signal.SIGINT)
+            self.interrupt(cause, stops)
+            raise cause from None
         finally:
             self.save(force=True)
         return self.experiment
+
+    def _stop_cause(self, stops: StopRequests | None) -> Interrupted | None:
+        if stops is not None and (cause := stops.pending()) is not None:
+            return cause
+        return Interrupted(signal.SIGPIPE) if self.display.output_closed else None
 
     def _recover_unfinished(self) -> None:
         """Trials left running by a process that died are kept as interrupted (their observations too)."""
@@ -99,11 +114,14 @@ class LocalRunner:
     def step(self) -> Plan:
         now = utcnow()
         self._collect(now)
+        self._reap_lingering()
         current = self.plan(self.experiment, self.trials, now=now)
         for order in current.stop:
             local = self.running.get(order.name)
             if local is None:
                 continue
+            if local.trial.status.stop_reason is None and not local.process.alive:
+                continue  # it has already exited: its own outcome, collected next, is what it ends with
             if local.trial.status.stop_reason is None:
                 local.trial.status.stop_reason, local.trial.status.stop_message = order.reason, order.message
                 self.display.event(f"stopping {order.name}: {order.reason}: {order.message}")
@@ -156,35 +174,93 @@ class LocalRunner:
             tail = local.process.start_error or "\n".join(local.process.tail)
             failure = "StartFailed" if local.process.start_error else None
             finalize_trial(self.experiment, local.trial, exit_code=exit_code, now=now, output_tail=tail,
-                           failure_reason=failure)
+                           failure_reason=failure, ended_on_its_own=not local.process.signalled,
+                           read=local.reader.summary())
             del self.running[name]
+            if local.process.group_alive:
+                self.lingering.append(local.process)
             s = local.trial.status
             values = s.objectives or ({} if s.objective is None else {self.experiment.spec.objective.primary.metric_name: s.objective})
             objective = "".join(f" {name}={value:.6g}" for name, value in values.items())
-            detail = f" ({s.reason}: {s.message.splitlines()[0] if s.message else ''})" if s.phase is not TrialPhase.succeeded else ""
-            self.display.event(f"{s.phase.value.lower()} {name}{objective}{detail}")
+            self.display.event(outcome_line(local.trial, objective, local.process))
 
-    def interrupt(self) -> None:
-        """Stop every running trial (SIGTERM, then SIGKILL after the grace period), keeping what they reported."""
+    def _reap_lingering(self) -> None:
+        """Children a finished trial left behind get the same TERM, grace period, KILL as the trial."""
+        for process in list(self.lingering):
+            process.terminate(self.grace_seconds)
+            if not process.group_alive:
+                self.lingering.remove(process)
+
+    def interrupt(self, cause: Interrupted | None = None, stops: StopRequests | None = None) -> None:
+        """Stop every running trial's process group (SIGTERM, then SIGKILL after the grace period, or at
+        once on a second signal), keeping what they reported; the trials end as Interrupted."""
+        cause = cause or Interrupted(signal.SIGINT)
         for local in self.running.values():
             local.trial.status.stop_reason = reasons.INTERRUPTED
-            local.trial.status.stop_message = "interrupted by the user (Ctrl-C)"
+            local.trial.status.stop_message = f"interrupted: {cause.why}"
+        again: list[int] = []
+        if stops is not None:
+            stops.on_signal(again.append)
+        n = len(self.running) + len(self.lingering)
+        if n:
+            self.display.notice(f"{cause.why}: stopping {n} running trial{'s' if n != 1 else ''} (SIGTERM sent; "
+                                f"SIGKILL in {self.grace_seconds:g}s; press Ctrl-C again to kill now)")
         deadline = time.monotonic() + self.grace_seconds + 5
-        while self.running and time.monotonic() < deadline:
-            for local in self.running.values():
-                local.process.terminate(self.grace_seconds)
+        killed = False
+        while (self.running or self.lingering) and time.monotonic() < deadline:
+            if again and not killed:
+                killed = True
+                self.display.notice(f"{Interrupted(again[0]).why} again: killing the trials' processes now")
+            for process in [*(local.process for local in self.running.values()), *self.lingering]:
+                if killed:
+                    process.kill()
+                else:
+                    process.terminate(self.grace_seconds)
+            self._collect(utcnow())
+            self._reap_lingering()
+            time.sleep(POLL_SECONDS)
+        for process in [*(local.process for local in self.running.values()), *self.lingering]:
+            process.kill()  # past the deadline: nothing survives the runner
+        reaped_by = time.monotonic() + 2
+        while self.running and time.monotonic() < reaped_by:
             self._collect(utcnow())
             time.sleep(POLL_SECONDS)
+        if stops is not None:
+            stops.on_signal(None)
         # Planned as suspended: nothing new is proposed, and the status says why the run ended.
         suspended = self.experiment.model_copy(deep=True)
         suspended.spec.suspend = True
         self.experiment.status = plan(suspended, self.trials, now=utcnow()).status
-        self.experiment.status.conditions[0].message = "interrupted by the user; continue with `dial run --resume`"
+        self.experiment.status.conditions[0].reason = reasons.INTERRUPTED
+        self.experiment.status.conditions[0].message = (f"interrupted ({cause.why}); "
+                                                        "continue with `dial run --resume`")
 
     def save(self, *, force: bool = False) -> None:
         if force or time.monotonic() - self._last_save >= SAVE_EVERY_SECONDS:
             save_results(self.output, self.experiment, self.trials)
             self._last_save = time.monotonic()
+
+
+CAUSE_LINES = 5
+
+
+def outcome_line(trial: Trial, objective: str, process: TrialProcess) -> str:
+    """`succeeded NAME loss=0.3`, or for a failure why: the reason, exit code, last output lines and the log."""
+    s = trial.status
+    line = f"{s.phase.value.lower()} {trial.name}{objective}"
+    if s.phase is TrialPhase.succeeded:
+        return line
+    head, _, _ = (s.message or "").partition("; last output:")
+    line += f" ({s.reason}: {head.splitlines()[0] if head else ''})"
+    if s.phase not in (TrialPhase.failed, TrialPhase.metrics_unavailable):
+        return line
+    tail = [t for t in ([process.start_error] if process.start_error else list(process.tail)) if t.strip()]
+    if tail and not process.start_error:
+        line += f"\n  last {min(len(tail), CAUSE_LINES)} lines of output:"
+    line += "".join(f"\n  | {t}" for t in tail[-CAUSE_LINES:])
+    if process.popen is not None:
+        line += f"\n  full log: {process.log_path}"
+    return line
 
 
 def render_job_spec_string(experiment: Experiment, trial_name: str, text: str) -> str:

@@ -67,6 +67,25 @@ def _split_step(pairs: dict[str, float]) -> tuple[float | None, dict[str, float]
     return step, pairs
 
 
+@dataclass(frozen=True)
+class ReadSummary:
+    """What a trial's output held, for saying why its objective is missing."""
+
+    format: MetricsFormat
+    names_seen: tuple[str, ...]  # every metric name found, wanted or not, in first-seen order
+    n_lines: int
+    n_lines_with_metrics: int
+
+    def describe(self) -> str:
+        how = "name=value pairs" if self.format is MetricsFormat.text else "JSON objects with numbers"
+        if not self.n_lines:
+            return "the training printed nothing"
+        if not self.names_seen:
+            return f"none of its {self.n_lines} output lines held a metric ({self.format.value}: {how})"
+        return (f"metrics seen: {', '.join(self.names_seen)}; {self.n_lines - self.n_lines_with_metrics} of "
+                f"{self.n_lines} output lines held no metric")
+
+
 @dataclass
 class MetricReader:
     """Turns lines of output into metric points for the metrics of interest, numbering steps
@@ -75,12 +94,22 @@ class MetricReader:
     metric_names: list[str]
     format: MetricsFormat = MetricsFormat.text
     _auto_step: dict[str, int] = field(default_factory=dict)
+    _names_seen: dict[str, None] = field(default_factory=dict)
+    _n_lines: int = 0
+    _n_lines_with_metrics: int = 0
+
+    def summary(self) -> ReadSummary:
+        return ReadSummary(self.format, tuple(self._names_seen), self._n_lines, self._n_lines_with_metrics)
 
     def feed(self, lines: Iterable[str]) -> list[MetricPoint]:
         parse = parse_json_line if self.format is MetricsFormat.json else parse_text_line
         points: list[MetricPoint] = []
         for line in lines:
             step, values = parse(line[:10_000])
+            self._n_lines += 1
+            if values:
+                self._n_lines_with_metrics += 1
+                self._names_seen.update(dict.fromkeys(values))
             for name in self.metric_names:
                 if name in values:
                     auto = self._auto_step.get(name, 0) + 1

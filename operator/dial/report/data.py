@@ -46,6 +46,7 @@ class TrialRow:
     start_time: datetime | None
     completion_time: datetime | None
     objectives: dict[str, float] = field(default_factory=dict)  # multi-objective: every objective's value
+    message: str | None = None  # why it failed or stopped
 
     @property
     def score(self) -> float:
@@ -122,6 +123,11 @@ class ReportData:
     @property
     def pareto_front(self) -> list[ParetoPoint]:
         return [p for p in self.pareto if p.on_front]
+
+    @property
+    def unscored_trials(self) -> list[TrialRow]:
+        """Finished trials without an objective: failures, and stops before the first report."""
+        return [t for t in self.trials if t.objective is None and t.phase.is_terminal]
 
     @property
     def scored_trials(self) -> list[TrialRow]:
@@ -203,7 +209,7 @@ def _row(trial: Trial) -> TrialRow:
     s = trial.status
     value = s.objective if s.objective is not None and math.isfinite(s.objective) else None
     return TrialRow(trial.name, trial.spec.index, s.phase, s.reason, dict(trial.spec.parameter_assignments),
-                    value, s.start_time, s.completion_time, dict(s.objectives or {}))
+                    value, s.start_time, s.completion_time, dict(s.objectives or {}), s.message)
 
 
 def _axis(name: str, kind: ParameterType, scale: Scale, values: list[float | str] | None) -> ParameterAxis:

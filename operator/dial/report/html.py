@@ -40,6 +40,7 @@ tr.best td { font-weight: 600; background: #f1faf1; }
 $sections
 <h2>$table_title</h2>
 $table
+$unscored
 <pre id="report-errors"></pre>
 <script>
 // Any script error is shown on the page (and counted by the headless-browser test).
@@ -81,6 +82,7 @@ def render_html(data: ReportData) -> str:
         sections="\n".join(_section(s) for s in specs) + _notes(data),
         table_title="Pareto front" if data.objectives else "Top trials",
         table=top_trials_table(data),
+        unscored=unscored_trials_table(data),
         echarts=_echarts_source(),
         charts=charts_json.replace("</", "<\\/"),  # keep `</script>` in a trial name from ending the script
     )
@@ -149,7 +151,8 @@ def _fmt(value: object) -> str:
 def top_trials_table(data: ReportData) -> str:
     """The best trials first (by objective, whatever their phase), with parameters, duration and phase."""
     if not data.top_trials:
-        return '<p class="note">No trial has an objective yet.</p>'
+        why = f" The experiment ended {data.phase}: {data.condition}." if data.phase in ("Failed", "Succeeded") else ""
+        return f'<p class="note" id="no-objective">No trial has an objective yet.{html.escape(why)}</p>'
     names = [a.name for a in data.parameters]
     metrics = [m for m, _ in data.objectives] or [data.metric]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in [*names, *metrics, "seconds"])
@@ -165,3 +168,19 @@ def top_trials_table(data: ReportData) -> str:
                     + f'<td class="text">{html.escape(t.reason or "")}</td></tr>')
     return (f'<table id="top-trials"><thead><tr><th>#</th><th class="text">trial</th>{head}<th class="text">phase</th>'
             f'<th class="text">reason</th></tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>")
+
+
+def unscored_trials_table(data: ReportData) -> str:
+    """Failed trials, and trials stopped before reporting, with why (the first line of their message)."""
+    rows = data.unscored_trials
+    if not rows:
+        return ""
+    body = "\n".join(
+        f'<tr><td class="text">{html.escape(t.name)}</td><td class="text">{html.escape(t.phase.value)}</td>'
+        f'<td class="text">{html.escape(t.reason or "")}</td>'
+        f'<td class="text">{html.escape((t.message or "").splitlines()[0] if t.message else "")}</td></tr>'
+        for t in rows)
+    return (f"<h2>Trials without a result ({len(rows)})</h2>\n"
+            '<table id="unscored-trials"><thead><tr><th class="text">trial</th><th class="text">phase</th>'
+            '<th class="text">reason</th><th class="text">why</th></tr></thead>\n<tbody>\n'
+            f"{body}\n</tbody></table>")

@@ -22,7 +22,7 @@ class BayesianSettings(StrategySettings):
     # basin in 8 of 10 seeds, cl_max 7, cl_min (skopt's default) 6; serial runs 10 of 10.
     parallel_strategy: Literal["kb", "cl_min", "cl_mean", "cl_max"] = "kb"
     initial_point_generator: Literal["random", "sobol", "halton", "hammersly", "lhs", "grid"] = "random"
-    random_state: int | None = None
+    random_state: int | None = Field(default=None, ge=0, le=2**32 - 1)
     xi: float = Field(default=0.01, ge=0)
     kappa: float = Field(default=1.96, ge=0)
 

@@ -32,7 +32,7 @@ class TpeSettings(StrategySettings):
     prior_weight: float = Field(default=1.0, gt=0)
     multivariate: bool = False
     constant_liar: bool = Field(default=True, description="Count running trials as bad, so parallel trials spread out.")
-    random_state: int | None = Field(default=None, description="Katib's name for a seed that overrides the experiment's.")
+    random_state: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Katib's name for a seed that overrides the experiment's.")
 
 
 @dataclass(frozen=True)

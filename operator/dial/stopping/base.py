@@ -34,6 +34,11 @@ class StopRule:
         self.objective = objective
         self.settings = settings if settings is not None else self.Settings()
 
+    @property
+    def metric(self) -> str:
+        """The metric this rule reads (the primary objective unless its settings name another)."""
+        return self.objective.primary.metric_name
+
     def check(self, trial: Trial, others: Sequence[Trial]) -> StopDecision | None:
         """A decision to stop `trial`, given the experiment's other trials (running or done), or None."""
         raise NotImplementedError

@@ -31,8 +31,12 @@ class Threshold(StopRule):
     Settings = ThresholdSettings
     settings: ThresholdSettings
 
+    @property
+    def metric(self) -> str:
+        return self.settings.metric_name or self.objective.primary.metric_name
+
     def check(self, trial: Trial, others: Sequence[Trial]) -> StopDecision | None:
-        metric = self.settings.metric_name or self.objective.primary.metric_name
+        metric = self.metric
         obs = trial.status.observation(metric)
         if obs is None or obs.n_points < self.settings.start_step:
             return None
