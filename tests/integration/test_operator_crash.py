@@ -31,7 +31,7 @@ def crash_free_proposals(manifest: dict) -> list[dict]:
             return [t.spec.parameter_assignments for t in done]
         for proposal in current.create:
             trial = new_trial(experiment, proposal.index, proposal.assignment)
-            trial.status.objective = 0.0
+            trial.status.record(experiment.spec.objective.primary.metric_name, 1, 0.0)  # a success
             finalize_trial(experiment, trial, exit_code=0, now=now)
             done.append(trial)
 
