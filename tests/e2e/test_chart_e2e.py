@@ -101,7 +101,8 @@ def experiment_manifest(namespace: str, example: str = EXPERIMENT, trials: int =
     manifest = fit_to_node(yaml.safe_load((ROOT / "examples" / example / "experiment.yaml").read_text()))
     manifest["metadata"]["namespace"] = namespace
     manifest["spec"]["maxTrialCount"] = trials
-    return yaml.safe_dump(manifest)
+    # JSON, not YAML: kubectl would read an unquoted `y` (a parameter of the peaks example) as true
+    return json.dumps(manifest)
 
 
 def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluster, release_namespace: str,

@@ -327,6 +327,9 @@ def test_experiments_whose_trials_cannot_run_are_reported_and_the_others_carry_o
     cluster.apply(render(collector_rbac(quota)))
     cluster.apply(render([{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-jobs", "namespace": quota},
                            "spec": {"hard": {"count/jobs.batch": "0"}}}]))
+    # the quota admits everything until the quota controller has computed its status once
+    cluster.wait_for(lambda: (cluster.core.read_namespaced_resource_quota("no-jobs", quota).status.hard or {}).get(
+        "count/jobs.batch") == "0", 60, what="the ResourceQuota in force")
     no_sa = _fresh_namespace(cluster, "nosa")  # Jobs accepted, their pods refused: no dial-collector ServiceAccount
     operator = OperatorProcess(cluster.kubeconfig, healthy, tmp_path / "operator.log", resync_seconds=5.0,
                                extra_args=("-n", quota, "-n", no_sa))
