@@ -128,9 +128,10 @@ def test_a_training_image_without_a_shell_fails_the_trial_with_a_message_that_sa
     assert s["phase"] == "Failed" and s["reason"] == "StartError", dump(s)
     assert '"sh"' in s["message"] and "POSIX shell" in s["message"], dump(s)
     assert exp["status"]["trials"]["failed"] == 1, dump(exp["status"])
-    # no trial succeeded: the experiment failed (the engine's rule, the same as `dial run`'s)
+    # its only trial failed before any success: the experiment failed (the engine's rule for an
+    # unset maxFailedTrialCount, the same as `dial run`'s)
     assert exp["status"]["phase"] == "Failed", dump(exp["status"])
-    assert exp["status"]["conditions"][0]["reason"] == "NoTrialSucceeded", dump(exp["status"])
+    assert exp["status"]["conditions"][0]["reason"] == "FirstTrialsFailed", dump(exp["status"])
 
 
 def test_one_gpu_trials_on_a_two_gpu_node_run_at_most_two_at_once(cluster, operator):
