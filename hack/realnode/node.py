@@ -69,7 +69,8 @@ def paths(d: str) -> dict[str, str]:
     }
 
 
-def write_configs(d: str, pki: str, ports: dict[str, int], containerd_bin_dir: str) -> dict[str, str]:
+def write_configs(d: str, pki: str, ports: dict[str, int]) -> dict[str, str]:
+    """containerd's, the CNI network's, the kubelet's and kube-proxy's configuration; returns paths()."""
     p = paths(d)
     for k in ("containerd_root", "containerd_state", "runc_root", "cni_conf", "cni_ipam", "kubelet_root", "pod_logs"):
         os.makedirs(p[k], exist_ok=True)
@@ -165,13 +166,6 @@ def components(dialkube: str, containerd_bin_dir: str, pki: str, p: dict[str, st
     ]
 
 
-def containerd_env(containerd_bin_dir: str) -> dict[str, str]:
-    """containerd finds its shim on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = containerd_bin_dir + os.pathsep + env.get("PATH", "")
-    return env
-
-
 # ------------------------------------------------------------------------------------ clean up
 def _cgroup_dirs() -> list[str]:
     """Every kubepods cgroup dir (cgroup v1: one per hierarchy; v2: one), deepest first."""
@@ -260,12 +254,11 @@ def iptables_leftovers() -> list[str]:
 
 def clean_node(d: str, dialkube: str | None = None) -> None:
     """Undo everything the node did on this machine (processes, mounts, links, cgroups, chains)."""
-    for sig in (signal.SIGKILL,):
-        for pid in node_pids(d):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+    for pid in node_pids(d):  # the components are stopped already: nothing here needs a grace period
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + 10
     while node_pids(d) and time.monotonic() < deadline:
         time.sleep(0.1)
