@@ -14,6 +14,7 @@ from report_checks import PHASE_PAINTS, assert_report_drew
 
 from dial.api.trial import TrialPhase
 from dial.local.results import load_results
+from dial.report.palette import PHASE_COLORS
 
 REPO = Path(__file__).resolve().parents[2]
 DIAL = [sys.executable, "-m", "dial.cli"]
@@ -72,3 +73,53 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path) -> None:
     assert any("notAFunction" in line for line in page.console)
     assert "<svg" not in page.element("curves")
     assert page.marks("curves", colours=PHASE_PAINTS) == 0
+
+
+FAILING_HALF = """\
+apiVersion: dial.dev/v1alpha1
+kind: Experiment
+metadata: {name: half-failing}
+spec:
+  objective: {type: minimize, metricName: loss}
+  algorithm: {name: random}
+  parallelTrialCount: 2
+  maxTrialCount: 6
+  maxFailedTrialCount: 6
+  seed: 3
+  parameters:
+    - {name: x, type: double, feasibleSpace: {min: 0, max: 1}}
+  trialTemplate:
+    primaryContainerName: training
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: training
+                image: dial-worker:0.1.0
+                # A real function of x; half of the space is refused, as a crashing training script would be.
+                command: [python, -c, "import sys; x = float(sys.argv[1]); sys.exit('x too large') if x > 0.5 else print(f'loss={(x - 0.2) ** 2}')", "${trialParameters.x}"]
+"""
+
+
+@pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is not installed (hack/install-chromium.sh)")
+def test_failed_trials_are_drawn_on_the_history_charts(tmp_path: Path) -> None:
+    spec = tmp_path / "half-failing.yaml"
+    spec.write_text(FAILING_HALF)
+    run = subprocess.run([*DIAL, "run", str(spec), "--output", str(tmp_path / "run"), "--no-live"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    experiment, trials = load_results(tmp_path / "run")
+    failed = [t for t in trials if t.phase is TrialPhase.failed]
+    assert failed and len(failed) < len(trials), [t.phase for t in trials]
+    done = subprocess.run([*DIAL, "report", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    charts = ["history-index", "history-time", "importance", "slice-x", "parallel"]
+    page = render(tmp_path / "run" / "report.html", tmp_path / "screenshot.png")
+    assert_report_drew(page, experiment, trials, charts)
+    failed_paint = [PHASE_COLORS[TrialPhase.failed].lower()]
+    for chart in ("history-index", "history-time"):  # one mark per failure plus its legend symbol
+        assert page.marks(chart, colours=failed_paint) >= len(failed), chart

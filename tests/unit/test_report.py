@@ -148,11 +148,11 @@ def test_write_report_writes_the_page_and_pngs_beside_it(tmp_path: Path) -> None
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
-def test_report_of_trials_without_any_objective_has_no_charts(tmp_path: Path) -> None:
+def test_report_of_trials_without_any_objective_draws_only_their_history(tmp_path: Path) -> None:
     exp = minimize_experiment()
     trials = [trial(exp, i, [], assignment={"lr": 0.1, "layers": 1}, failed=True) for i in range(2)]
     files = write_report(exp, trials, tmp_path / "r.html")
-    assert files.pngs == {}
+    assert set(files.pngs) == {"history"}  # the failures, where they happened; nothing to rank or slice
     assert "No trial has an objective yet." in files.html.read_text()
 
 
@@ -213,3 +213,41 @@ def test_trials_with_results_are_not_listed_as_without(tmp_path: Path) -> None:
     trials = [trial(exp, 0, [0.5, 0.4], assignment={"lr": 0.1, "layers": 1}, stopped=True),
               trial(exp, 1, [0.3], assignment={"lr": 0.2, "layers": 2})]
     assert "Trials without a result" not in render_html(build_report_data(exp, trials))
+
+
+def test_history_charts_mark_failed_and_early_stopped_trials_with_their_reasons(tmp_path: Path) -> None:
+    exp = minimize_experiment()
+    trials = [trial(exp, 0, [0.9, 0.5], assignment={"lr": 0.01, "layers": 1}, seconds=10),
+              trial(exp, 1, [0.95, 0.9], assignment={"lr": 0.5, "layers": 4}, stopped=True, seconds=20),
+              trial(exp, 2, [], assignment={"lr": 0.2, "layers": 2}, failed=True, seconds=30)]
+    trials[2].status.message = "exit code 3; last output:\nValueError: bad lr"
+    data = build_report_data(exp, trials)
+    assert [(m.trial, m.phase, m.reason, m.message, m.elapsed_s) for m in data.history_marks] == [
+        ("exp-0002", TrialPhase.failed, "TrainingFailed", "exit code 3; last output:", 30.0)]
+    stopped = next(p for p in data.history_by_index if p.trial == "exp-0001")
+    assert stopped.phase is TrialPhase.early_stopped and stopped.reason == "medianstop"
+    specs = {s.id: s.option for s in chart_specs(data)}
+    for chart, x in (("history-index", 2), ("history-time", 30.0)):
+        series = {s["name"]: s for s in specs[chart]["series"]}
+        [mark] = series["no objective (failed or stopped before reporting)"]["data"]
+        assert mark["name"] == "exp-0002 (Failed; TrainingFailed; exit code 3; last output:)"
+        assert mark["value"] == [x, 0.03]
+        assert [d["name"] for d in series["EarlyStopped"]["data"]] == ["exp-0001 (medianstop)"]
+        assert [d["name"] for d in series["Succeeded"]["data"]] == ["exp-0000"]
+    from dial.report.pngs import history_figure
+    figure = history_figure(data)
+    assert figure is not None
+    by_index, by_time = figure.axes
+    labels = {c.get_label() for c in by_index.collections}
+    assert "no objective (failed or stopped before reporting)" in labels
+    assert sorted(t.get_text() for t in by_index.texts) == ["TrainingFailed", "medianstop"]
+
+
+def test_an_all_failed_runs_history_chart_shows_every_failure() -> None:
+    exp = minimize_experiment()
+    trials = [trial(exp, i, [], assignment={"lr": 0.1, "layers": 1}, failed=True) for i in range(3)]
+    data = build_report_data(exp, trials)
+    assert data.history_by_index == []
+    option = next(s.option for s in chart_specs(data) if s.id == "history-index")
+    [marks] = option["series"]
+    assert [d["value"][0] for d in marks["data"]] == [0, 1, 2]

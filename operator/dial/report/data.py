@@ -17,6 +17,7 @@ from dial.report.importance import Importance, parameter_importance
 N_TOP_TRIALS = 10
 N_SLICE_PARAMETERS = 3
 LOG_SCALE_RATIO = 100.0
+NO_OBJECTIVE_LABEL = "no objective (failed or stopped before reporting)"  # the history charts' floor marks
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,20 @@ class HistoryPoint:
     objective: float
     best_so_far: float | None
     elapsed_s: float | None
+    reason: str | None = None  # why a trial that did not succeed ended (an early stop's rule)
+
+
+@dataclass(frozen=True)
+class HistoryMark:
+    """A finished trial without an objective (failed, or stopped before its first report): drawn on the history
+    charts' floor with its reason, so a run's failures show where they happened."""
+
+    trial: str
+    index: int
+    phase: TrialPhase
+    reason: str | None
+    message: str | None
+    elapsed_s: float | None
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class ReportData:
     phase_counts: dict[str, int] = field(default_factory=dict)
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, direction); multi-objective only
     pareto: list[ParetoPoint] = field(default_factory=list)
+    history_marks: list[HistoryMark] = field(default_factory=list)  # in index order
 
     @property
     def pareto_front(self) -> list[ParetoPoint]:
@@ -127,7 +143,7 @@ class ReportData:
     @property
     def unscored_trials(self) -> list[TrialRow]:
         """Finished trials without an objective: failures, and stops before the first report."""
-        return [t for t in self.trials if t.objective is None and t.phase.is_terminal]
+        return [t for t in self.trials if _unscored(t)]
 
     @property
     def scored_trials(self) -> list[TrialRow]:
@@ -190,6 +206,7 @@ def build_report_data(experiment: Experiment, trials: Sequence[Trial], *, seed: 
         phase_counts={k: v for k, v in counts.items() if v},
         objectives=[(t.metric_name, t.type.value) for t in objective.targets] if objective.is_multi else [],
         pareto=pareto,
+        history_marks=_marks(rows, status.start_time or _earliest_start(rows)),
     )
 
 
@@ -230,8 +247,19 @@ def _history(rows: Sequence[TrialRow], is_better: Callable[[float, float], bool]
         if r.phase is TrialPhase.succeeded and (best is None or is_better(r.score, best)):
             best = r.score
         elapsed = (r.completion_time - start).total_seconds() if r.completion_time and start else None
-        points.append(HistoryPoint(r.name, r.index, r.phase, r.score, best, elapsed))
+        reason = None if r.phase is TrialPhase.succeeded else r.reason
+        points.append(HistoryPoint(r.name, r.index, r.phase, r.score, best, elapsed, reason))
     return points
+
+
+def _marks(rows: Sequence[TrialRow], start: datetime | None) -> list[HistoryMark]:
+    return [HistoryMark(r.name, r.index, r.phase, r.reason, (r.message or "").splitlines()[0] if r.message else None,
+                        (r.completion_time - start).total_seconds() if r.completion_time and start else None)
+            for r in rows if _unscored(r)]
+
+
+def _unscored(row: TrialRow) -> bool:
+    return row.objective is None and row.phase.is_terminal
 
 
 def _curve(trial: Trial, metric: str) -> Curve | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from dial.api.trial import TrialPhase
-from dial.report.data import HistoryPoint, ReportData
+from dial.report.data import NO_OBJECTIVE_LABEL, HistoryMark, HistoryPoint, ReportData
 from dial.report.palette import (BEST_COLOR, CUT_MARKER_COLOR, DOMINATED_COLOR, FRONT_COLOR, OBJECTIVE_SCALE,
                                  PHASE_COLORS)
 
@@ -30,12 +30,13 @@ def chart_specs(data: ReportData) -> list[ChartSpec]:
     if data.pareto:
         (x_name, _), (y_name, _) = data.objectives[:2]
         specs.append(ChartSpec("pareto", f"Pareto front: {y_name} against {x_name}", _pareto(data), height=420))
-    if data.history_by_index:
+    if data.history_by_index or data.history_marks:
         specs.append(ChartSpec("history-index", "Optimisation history by trial",
-                               _history(data, data.history_by_index, "index", "trial index")))
-    if data.history_by_time:
+                               _history(data, data.history_by_index, data.history_marks, "index", "trial index")))
+    timed_marks = [m for m in data.history_marks if m.elapsed_s is not None]
+    if data.history_by_time or timed_marks:
         specs.append(ChartSpec("history-time", "Optimisation history by time",
-                               _history(data, data.history_by_time, "elapsed_s", "seconds since start")))
+                               _history(data, data.history_by_time, timed_marks, "elapsed_s", "seconds since start")))
     if data.curves:
         specs.append(ChartSpec("curves", "Learning curves", _curves(data), height=440))
     if data.importance.ranking:
@@ -70,9 +71,21 @@ def _phase_scatter(points: Sequence[Point]) -> list[Option]:
     return series
 
 
-def _history(data: ReportData, points: Sequence[HistoryPoint], x_field: str, x_name: str) -> Option:
+def _history(data: ReportData, points: Sequence[HistoryPoint], marks: Sequence[HistoryMark], x_field: str,
+             x_name: str) -> Option:
     option = _base(x_name, f"{data.metric} ({data.direction})")
-    option["series"] = _phase_scatter([(p.trial, p.phase, getattr(p, x_field), p.objective) for p in points])
+    option["series"] = _phase_scatter([(_labelled(p.trial, p.reason), p.phase, getattr(p, x_field), p.objective)
+                                       for p in points])
+    if marks:
+        # Trials without an objective have no y: they sit on the floor of a hidden 0..1 axis, one diamond each,
+        # coloured by phase, with the reason and the first line of the message in the tooltip.
+        option["yAxis"] = [option["yAxis"], {"type": "value", "min": 0, "max": 1, "show": False}]
+        option["series"].append({
+            "name": NO_OBJECTIVE_LABEL, "type": "scatter", "yAxisIndex": 1, "symbol": "diamond", "symbolSize": 12,
+            "data": [{"name": _labelled(m.trial, "; ".join(x for x in (m.phase.value, m.reason, m.message) if x)),
+                      "value": [getattr(m, x_field), 0.03], "itemStyle": {"color": PHASE_COLORS[m.phase]}}
+                     for m in marks],
+            "itemStyle": {"color": CUT_MARKER_COLOR}})
     best = [[getattr(p, x_field), p.best_so_far] for p in points if p.best_so_far is not None]
     if best:
         option["series"].append({"name": "best so far", "type": "line", "step": "end", "showSymbol": False,
@@ -83,6 +96,10 @@ def _history(data: ReportData, points: Sequence[HistoryPoint], x_field: str, x_n
                                  "markLine": {"symbol": "none", "data": [{"yAxis": data.goal}],
                                               "lineStyle": {"type": "dotted", "color": "#888"}}})
     return option
+
+
+def _labelled(trial: str, reason: str | None) -> str:
+    return f"{trial} ({reason})" if reason else trial
 
 
 def _pareto(data: ReportData) -> Option:

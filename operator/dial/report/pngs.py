@@ -14,7 +14,7 @@ from matplotlib.colors import LinearSegmentedColormap, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dial.api.trial import TrialPhase  # noqa: E402
-from dial.report.data import ReportData  # noqa: E402
+from dial.report.data import NO_OBJECTIVE_LABEL, ReportData  # noqa: E402
 from dial.report.palette import (BEST_COLOR, CUT_MARKER_COLOR, DOMINATED_COLOR, FRONT_COLOR,  # noqa: E402
                                  OBJECTIVE_SCALE, PHASE_COLORS)
 
@@ -47,8 +47,11 @@ def _phase_legend(ax: plt.Axes, phases: set[TrialPhase]) -> None:
             ax.scatter([], [], color=PHASE_COLORS[phase], label=phase.value)
 
 
+MAX_REASON_LABELS = 30
+
+
 def history_figure(data: ReportData) -> Figure | None:
-    if not data.history_by_index:
+    if not data.history_by_index and not data.history_marks:
         return None
     figure, (by_index, by_time) = plt.subplots(1, 2, figsize=(12, 4.2))
     for ax, points, x_of, xlabel in (
@@ -57,6 +60,19 @@ def history_figure(data: ReportData) -> Figure | None:
     ):
         ax.scatter([x_of(p) for p in points], [p.objective for p in points],
                    c=[PHASE_COLORS[p.phase] for p in points], s=28, zorder=3)
+        marks = [m for m in data.history_marks if x_of(m) is not None]
+        floor = ax.get_xaxis_transform()  # x in data, y in axes coordinates: no objective, so no y
+        if marks:
+            ax.scatter([x_of(m) for m in marks], [0.03] * len(marks), transform=floor, marker="x",
+                       c=[PHASE_COLORS[m.phase] for m in marks], s=40, zorder=3, label=NO_OBJECTIVE_LABEL)
+        stopped = [p for p in points if p.reason]
+        if len(marks) + len(stopped) <= MAX_REASON_LABELS:  # beyond that the labels hide the points
+            for m in marks:
+                ax.annotate(m.reason or m.phase.value, (x_of(m), 0.03), xycoords=floor, xytext=(3, 4),
+                            textcoords="offset points", fontsize=7, rotation=90, color=PHASE_COLORS[m.phase])
+            for p in stopped:
+                ax.annotate(p.reason, (x_of(p), p.objective), xytext=(4, 3), textcoords="offset points", fontsize=7,
+                            color=PHASE_COLORS[p.phase])
         best = [(x_of(p), p.best_so_far) for p in points if p.best_so_far is not None]
         if best:
             ax.step([x for x, _ in best], [b for _, b in best], where="post", color=BEST_COLOR, label="best so far")
