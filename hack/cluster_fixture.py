@@ -31,6 +31,8 @@ Cluster API
 ``pod_log(ns, pod, container=None, previous=False)`` -> str: the container's log, through the
                         API server and the kubelet (``kubectl logs``); "" when there is none yet
 ``component_log(name)`` -> str: a component's own log (etcd, kube-apiserver, containerd, kubelet, ...)
+``audit_events()``      -> list of the API server's audit events (writes to Dial's, Job, Lease, Event and pod
+                        resources, Metadata level: user, userAgent, verb, objectRef, timestamps)
 ``wait_for(fn, timeout=30, interval=0.2, what="...")``  poll until ``fn()`` is truthy; returns it
 ``wait_pod_phase(ns, pod, phases, timeout=60)``         -> the V1Pod
 ``apply(yaml_text)``, ``apply_crds(dir)``
@@ -174,6 +176,14 @@ class Cluster:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def audit_events(self) -> list[dict]:
+        """The API server's audit log (writes to Dial's, batch, lease, event and pod resources), oldest first."""
+        events = []
+        for line in self.component_log("audit").splitlines():
+            if line.strip():
+                events.append(json.loads(line))
+        return events
 
     def pod_pids(self, ns: str, pod: str) -> set[int]:
         """Processes of the pod's containers on this machine, found by the pod's cgroup (cgroupfs driver)."""

@@ -166,9 +166,26 @@ def cmd_operator(args: argparse.Namespace) -> int:
         print("dial operator: give --namespace NS (one or more) or --all-namespaces", file=sys.stderr)
         return EXIT_BAD_INPUT
     collector = CollectorSettings(image=args.collector_image, service_account=args.collector_service_account)
+    lease = None
+    if args.leader_election:
+        from dial.kube.leadership import LeaseSettings, default_identity
+
+        if not args.leader_election_namespace:
+            print("dial operator: --leader-election needs --leader-election-namespace (or $POD_NAMESPACE)",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        try:
+            lease = LeaseSettings(namespace=args.leader_election_namespace, name=args.leader_election_id,
+                                  identity=args.leader_election_identity or default_identity(),
+                                  lease_duration_s=args.lease_duration, renew_deadline_s=args.renew_deadline,
+                                  retry_period_s=args.retry_period)
+        except ValueError as exc:
+            print(f"dial operator: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     run_operator(namespaces=args.namespaces, all_namespaces=args.all_namespaces, collector=collector,
                  resync_seconds=args.resync_seconds, liveness_endpoint=args.liveness, verbose=args.verbose,
-                 metrics_port=args.metrics_port, workers=args.workers)
+                 metrics_port=args.metrics_port, workers=args.workers, lease=lease,
+                 readiness_endpoint=args.readiness)
     return 0
 
 
@@ -259,6 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
     operator.add_argument("--liveness", default=None, metavar="URL",
                           help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    operator.add_argument("--readiness", default=None, metavar="URL",
+                          help="serve a readiness probe (200 while the API server answers, leader or standby), "
+                               "e.g. http://0.0.0.0:8081/readyz")
+    election = operator.add_argument_group(
+        "leader election", "run several replicas: only the one holding a coordination.k8s.io Lease reconciles")
+    election.add_argument("--leader-election", action="store_true", help="campaign for the Lease before reconciling")
+    election.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE"), metavar="NS",
+                          help="namespace of the Lease (default: $POD_NAMESPACE)")
+    election.add_argument("--leader-election-id", default="dial-operator", metavar="NAME",
+                          help="name of the Lease (default: %(default)s)")
+    election.add_argument("--leader-election-identity", default=None, metavar="ID",
+                          help="this replica's holder identity (default: $POD_NAME, else host-pid)")
+    election.add_argument("--lease-duration", type=int, default=15, metavar="S",
+                          help="a standby takes over when the leader has not renewed for this long "
+                               "(default: %(default)s)")
+    election.add_argument("--renew-deadline", type=int, default=10, metavar="S",
+                          help="the leader stops writing and exits when it could not renew for this long "
+                               "(default: %(default)s)")
+    election.add_argument("--retry-period", type=int, default=2, metavar="S",
+                          help="how often the Lease is renewed or tried (default: %(default)s)")
     operator.add_argument("--collector-image", default=os.environ.get("DIAL_COLLECTOR_IMAGE", f"dial-worker:{__version__}"),
                           help="image of the metrics collector sidecar (default: $DIAL_COLLECTOR_IMAGE or %(default)s)")
     operator.add_argument("--collector-service-account", default="dial-collector",

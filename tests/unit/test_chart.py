@@ -47,20 +47,26 @@ def test_helm_lint_is_clean(helm):
     assert "[WARNING]" not in r.stdout and "[ERROR]" not in r.stdout, r.stdout
 
 
-def test_operator_deployment_runs_dial_operator_hardened_with_probes_on_kopfs_liveness(helm):
+def test_operator_deployment_runs_two_dial_operators_hardened_with_liveness_and_readiness_probes(helm):
     docs = render(helm)
     deployment = one(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = operator_container(docs)
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     assert container["command"] == ["dial"] and container["args"][0] == "operator"
     assert "--all-namespaces" in container["args"]
+    assert "--leader-election" in container["args"] and flag(container["args"], "leader-election-id") == "t-dial-operator"
+    assert (flag(container["args"], "lease-duration"), flag(container["args"], "renew-deadline"),
+            flag(container["args"], "retry-period")) == ("15", "10", "2")
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
     assert flag(container["args"], "liveness") == "http://0.0.0.0:8080/healthz"
+    assert flag(container["args"], "readiness") == "http://0.0.0.0:8081/readyz"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"health": 8080, "metrics": 9090}
+    assert ports == {"health": 8080, "ready": 8081, "metrics": 9090}
     assert flag(container["args"], "metrics-port") == "9090"
-    for probe in (container["livenessProbe"], container["readinessProbe"]):
-        assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True and pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -68,6 +74,26 @@ def test_operator_deployment_runs_dial_operator_hardened_with_probes_on_kopfs_li
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount", "t-dial-operator")["metadata"]["name"]
+
+
+def test_one_replica_without_leader_election_is_the_old_single_operator(helm):
+    docs = render(helm, "operator.replicas=1", "operator.leaderElection.enabled=false")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert "--leader-election" not in operator_container(docs)["args"]
+    assert not [d for d in docs if d["metadata"]["name"].endswith("leader-election")]
+
+
+def test_leader_election_may_create_leases_and_renew_only_its_own(helm):
+    docs = render(helm)
+    role = one(docs, "Role", "t-dial-operator-leader-election")
+    assert role["metadata"]["namespace"] == "dial"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["t-dial-operator"],
+         "verbs": ["get", "update"]}]
+    binding = one(docs, "RoleBinding", "t-dial-operator-leader-election")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "t-dial-operator", "namespace": "dial"}]
 
 
 def test_metrics_service_selects_the_operator_pod_on_its_metrics_port(helm):
@@ -150,7 +176,8 @@ def test_collector_gets_its_own_account_that_may_only_patch_trial_status(helm):
     assert flag(args, "collector-service-account") == "dial-collector"
     assert flag(args, "collector-image") == "ghcr.io/dial-dev/dial-worker:0.1.0"
     for ns in ("ml", "dial"):
-        role = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == ns]
+        role = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == ns
+                and d["metadata"]["name"] == "dial-collector"]
         assert [rules_of(r) for r in role] == [{("dial.dev", "trials/status"): {"patch"}}]
         binding = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == ns][0]
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dial-collector", "namespace": ns}]
@@ -184,8 +211,11 @@ def test_dashboard_configmap_carries_the_dashboard_for_grafanas_sidecar(helm):
     ("image.digest=latest", "digest"),
     ("metrics.port=70000", "port"),
     ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
-    ("operator.replicas=2", "replicas"),
-    ("metrics.port=8080", "need a port each"),
+    ("operator.replicas=0", "replicas"),
+    ("operator.replicas=3,operator.leaderElection.enabled=false", "needs operator.leaderElection.enabled"),
+    ("operator.leaderElection.leaseDurationSeconds=1", "leaseDurationSeconds"),
+    ("metrics.port=8080", "must differ"),
+    ("operator.readinessPort=8080", "must differ"),
 ])
 def test_wrong_values_fail_at_install_time_naming_the_value(helm, setting, complaint):
     assert complaint in render_error(helm, setting)

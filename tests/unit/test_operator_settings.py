@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import kopf
 from prometheus_client import generate_latest
 
 from dial.kube import handlers
+from dial.kube.leadership import Leadership
 from dial.kube.relevance import ChangeFilter, job_fingerprint, pod_fingerprint, experiment_fingerprint
 from dial.metrics.exporter import DialMetrics
 
@@ -27,11 +29,11 @@ class RecordingQueue:
         self.closed = True
 
 
-def _memo() -> kopf.Memo:
+def _memo(leadership: Leadership | None = None) -> kopf.Memo:
     filters = {"experiments": ChangeFilter(experiment_fingerprint), "jobs": ChangeFilter(job_fingerprint),
                "pods": ChangeFilter(pod_fingerprint)}
     return kopf.Memo(resync_seconds=3600.0, namespaces=[], kube=None, queue=RecordingQueue(), filters=filters,
-                     metrics=DialMetrics())
+                     metrics=DialMetrics(), leadership=leadership or Leadership.always(), resync_now=threading.Event())
 
 
 def test_startup_starts_the_queue_and_the_resync_and_cleanup_stops_them() -> None:

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -31,13 +31,18 @@ def load_api_client() -> k8s.ApiClient:
 
 
 class Kube:
-    def __init__(self, api: k8s.ApiClient):
+    def __init__(self, api: k8s.ApiClient, *, write_guard: Callable[[], None] | None = None):
         self.api = api
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        # Raises when this replica may not write (`Leadership.check`): called right before each write is sent,
+        # so a leader that lost its Lease while paused cannot send one more.
+        self.write_guard = write_guard
 
     def request(self, method: str, path: str, *, body: Any = None, query: dict[str, Any] | None = None,
                 content_type: str = "application/json") -> dict[str, Any]:
         """One API call; raises ApiException (with .status) on any non-2xx answer."""
+        if method != "GET" and self.write_guard is not None:
+            self.write_guard()
         method, url, headers, payload, _ = self.api.param_serialize(
             method, path, query_params=list((query or {}).items()),
             header_params={"Content-Type": content_type, "Accept": "application/json"},
@@ -47,6 +52,10 @@ class Kube:
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
         return json.loads(response.data) if response.data else {}
+
+    def ping(self) -> None:
+        """Raises unless the API server answers (GET /version: allowed to every authenticated client)."""
+        self.request("GET", "/version")
 
     # -- Dial resources
     @staticmethod

@@ -6,7 +6,8 @@ coalesces into one reconcile. Events that change nothing the reconciler reads ar
 (`dial.kube.relevance`). `Reconciler` reads everything fresh, so a missed, repeated or reordered
 event changes nothing but timing. A periodic resync (started here, not a kopf timer: timers put
 finalizers on the Experiments) is the safety net for events lost while the operator was down or a
-watch was reconnecting.
+watch was reconnecting. With leader election, a standby watches too but queues nothing; the moment
+it takes the Lease, it resyncs every experiment, since it dropped their events while waiting.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.on.cleanup()
 def shutdown(memo: kopf.Memo, **_: Any) -> None:
     memo.resync_stop.set()
+    memo.resync_now.set()
     memo.queue.close()
 
 
@@ -69,6 +71,8 @@ async def pod_changed(type: str | None, body: kopf.Body, namespace: str, labels:
 
 
 def _queue_if(memo: kopf.Memo, kind: str, relevant: bool, key: tuple[str, str]) -> None:
+    if not memo.leadership.is_held():
+        relevant = False  # a standby: the leader reconciles; this replica resyncs everything when it takes over
     if memo.metrics is not None:
         memo.metrics.watch_events.labels(kind, "queued" if relevant else "dropped").inc()
     if relevant:
@@ -76,7 +80,14 @@ def _queue_if(memo: kopf.Memo, kind: str, relevant: bool, key: tuple[str, str]) 
 
 
 def _resync_loop(memo: kopf.Memo, stop: threading.Event) -> None:
-    while not stop.wait(memo.resync_seconds):
+    """Every `resync_seconds`, and at once when `memo.resync_now` is set (this replica became the leader)."""
+    while True:
+        memo.resync_now.wait(memo.resync_seconds)
+        memo.resync_now.clear()
+        if stop.is_set():
+            return
+        if not memo.leadership.is_held():
+            continue
         for namespace in memo.namespaces or [None]:
             try:
                 experiments = memo.kube.list_experiments(namespace)

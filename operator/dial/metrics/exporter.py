@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -48,6 +48,7 @@ METRIC_NAMES = (
     "dial_api_retries_total",
     "dial_experiment_elapsed_seconds",
     "dial_experiment_gpu_hours",
+    "dial_operator_leader",
 )
 
 
@@ -115,6 +116,10 @@ class DialMetrics(Collector):
         self.watch_events = Counter(
             "dial_watch_events", "Watch events the operator received, by kind and whether they queued a reconcile "
             "(dropped: nothing the reconcile reads changed).", ["kind", "outcome"], registry=self.registry)
+        self.leader = Gauge(
+            "dial_operator_leader", "1 on the operator replica that holds the leader Lease and reconciles, "
+            "0 on a standby (a single replica without leader election always reports 1).", registry=self.registry)
+        self.leader.set(1.0)
         for kind in RECONCILE_ERROR_KINDS:
             self.reconcile_errors.labels(kind)
         for reason in API_ERROR_REASONS:
