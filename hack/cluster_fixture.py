@@ -153,6 +153,11 @@ class Cluster:
         return client.CustomObjectsApi(self.api())
 
     @property
+    def coordination(self):
+        from kubernetes import client
+        return client.CoordinationV1Api(self.api())
+
+    @property
     def rbac(self):
         from kubernetes import client
         return client.RbacAuthorizationV1Api(self.api())

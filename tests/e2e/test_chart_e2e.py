@@ -1,5 +1,6 @@
-"""End to end on the local control plane: `helm install` the chart, run an experiment through the
-operator pod (with exactly the chart's ServiceAccount and RBAC), scrape it with a real Prometheus
+"""End to end on the local control plane: `helm install` the chart (two operator replicas, one leader, in a
+namespace that enforces Pod Security `restricted`), run experiments through the leader (with exactly the
+chart's ServiceAccount, RBAC and collector isolation policy), scrape both replicas with a real Prometheus
 (Debian's package, hack/install-prometheus.sh) and evaluate every PromQL expression of the Grafana
 dashboard through Prometheus's HTTP API; then `helm uninstall` leaves only the CRDs.
 """
@@ -19,6 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
+from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,13 +51,13 @@ def http_get(url: str, timeout: float = 5) -> str:
 
 
 class Prometheus:
-    """A real Prometheus server scraping one static target, queried through its HTTP API."""
+    """A real Prometheus server scraping static targets, queried through its HTTP API."""
 
-    def __init__(self, target: str, workdir: Path):
+    def __init__(self, targets: list[str], workdir: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
-                  "scrape_configs": [{"job_name": "dial-operator", "static_configs": [{"targets": [target]}]}]}
+                  "scrape_configs": [{"job_name": "dial-operator", "static_configs": [{"targets": targets}]}]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = (workdir / "prometheus.log").open("w")
         self.process = subprocess.Popen(
@@ -97,10 +99,17 @@ def release_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+# What a training container needs in a namespace that enforces Pod Security `restricted` (charts/dial/README.md).
+RESTRICTED = {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
+              "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def experiment_manifest(namespace: str, example: str = EXPERIMENT, trials: int = 8) -> str:
     manifest = fit_to_node(yaml.safe_load((ROOT / "examples" / example / "experiment.yaml").read_text()))
     manifest["metadata"]["namespace"] = namespace
     manifest["spec"]["maxTrialCount"] = trials
+    for container in manifest["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]:
+        container["securityContext"] = RESTRICTED
     # JSON, not YAML: kubectl would read an unquoted `y` (a parameter of the peaks example) as true
     return json.dumps(manifest)
 
@@ -114,47 +123,68 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
     # tests' experiments on the shared cluster.
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     health_port, metrics_port = values["operator"]["healthPort"], values["metrics"]["port"]
+    # The release namespace, where the trials run too, enforces Pod Security `restricted`: the operator
+    # pods and the trial pods with their collector sidecar must pass it.
+    cluster.kubectl("create", "namespace", ns)
+    cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted",
+                    "pod-security.kubernetes.io/enforce-version=latest")
     install = cluster.helm(
-        "install", RELEASE, str(CHART), "-n", ns, "--create-namespace", "--wait", "--timeout", "180s",
+        "install", RELEASE, str(CHART), "-n", ns, "--wait", "--timeout", "180s",
         "--set", f"watchNamespaces={{{ns}}}", "--set", "image.repository=dial-worker", timeout=240)
     assert "kubectl get experiments" in install.stdout and f"helm uninstall {RELEASE}" in install.stdout
 
-    def operator_log() -> str:
-        pod = cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items[0]
-        return cluster.pod_log(ns, pod.metadata.name)
+    def operator_pods() -> list[Any]:
+        return cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items
 
-    def operator_pod() -> Any:
-        return cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items[0]
+    def leader_name() -> str | None:
+        try:
+            lease = cluster.coordination.read_namespaced_lease(f"{RELEASE}-operator", ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return lease.spec.holder_identity
+
+    def operator_log() -> str:
+        return "\n".join(f"--- {pod.metadata.name}\n{cluster.pod_log(ns, pod.metadata.name)}" for pod in operator_pods())
 
     def alive() -> bool:
+        pods = operator_pods()
+        if len(pods) != values["operator"]["replicas"] or leader_name() not in {p.metadata.name for p in pods}:
+            return False
         try:
-            http_get(f"http://{operator_pod().status.pod_ip}:{health_port}/healthz", timeout=2)
-        except OSError:
+            for pod in pods:
+                http_get(f"http://{pod.status.pod_ip}:{health_port}/healthz", timeout=2)
+        except (OSError, TypeError):
             return False
         return True
 
     try:
-        cluster.wait_for(alive, timeout=60, interval=0.5, what="kopf's liveness endpoint")
+        cluster.wait_for(alive, timeout=60, interval=0.5, what="kopf's liveness endpoint on every replica and a leader")
     except TimeoutError:
         pytest.fail(f"the operator did not come up; its log:\n{operator_log()}")
-    pods = cluster.core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items
-    assert len(pods) == 1 and pods[0].status.phase == "Running"
-    assert pods[0].spec.service_account_name == f"{RELEASE}-operator"
-    [status] = pods[0].status.container_statuses
-    assert status.ready and status.image.endswith("dial-worker:0.1.0"), status
-    who = cluster.kubectl("exec", "-n", ns, pods[0].metadata.name, "--", "python", "-c",
+    # The chart runs two replicas with leader election: one holds the Lease and reconciles, one stands by.
+    pods = operator_pods()
+    assert values["operator"]["replicas"] == len(pods) == 2 and {p.status.phase for p in pods} == {"Running"}
+    [leader] = [p for p in pods if p.metadata.name == leader_name()]
+    [standby] = [p for p in pods if p is not leader]
+    for pod in pods:
+        assert pod.spec.service_account_name == f"{RELEASE}-operator"
+        [status] = pod.status.container_statuses
+        assert status.ready and status.image.endswith("dial-worker:0.1.0"), status
+    who = cluster.kubectl("exec", "-n", ns, leader.metadata.name, "--", "python", "-c",
                           "import os; open('/probe', 'w')", check=False)
     assert who.returncode != 0 and "Read-only file system" in who.stderr, who.stderr
-    uid = cluster.kubectl("exec", "-n", ns, pods[0].metadata.name, "--", "python", "-c", "import os; print(os.getuid())")
+    uid = cluster.kubectl("exec", "-n", ns, leader.metadata.name, "--", "python", "-c", "import os; print(os.getuid())")
     assert uid.stdout.strip() == str(values["operator"]["runAsUser"]) == "65532"
-    pod_ip = pods[0].status.pod_ip
+    pod_ip = leader.status.pod_ip
     operator_sa = f"system:serviceaccount:{ns}:{RELEASE}-operator"
     can = lambda *args: cluster.kubectl("auth", "can-i", *args, "--as", operator_sa, check=False).stdout.strip()  # noqa: E731
     assert can("create", "trials.dial.dev", "-n", ns) == "yes"
     assert can("delete", "experiments.dial.dev", "-n", ns) == "no"
     assert can("list", "jobs.batch", "-n", "default") == "no"  # only the watched namespace
 
-    prometheus = Prometheus(f"{pod_ip}:{metrics_port}", tmp_path)
+    prometheus = Prometheus([f"{p.status.pod_ip}:{metrics_port}" for p in pods], tmp_path)
     try:
         started = time.time()
         cluster.apply(experiment_manifest(ns))
@@ -188,7 +218,7 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
         # the collector: a native sidecar (an init container that keeps running) from the same image
         sidecars = [c for j in jobs for c in j.spec.template.spec.init_containers or [] if c.name == "dial-collector"]
         assert len(sidecars) == len(jobs) and {(c.restart_policy, c.image) for c in sidecars} == {
-            ("Always", pods[0].spec.containers[0].image)}
+            ("Always", leader.spec.containers[0].image)}
 
         body = http_get(f"http://{pod_ip}:{metrics_port}/metrics")
         assert f'dial_experiments{{namespace="{ns}",phase="Succeeded"}} 3.0' in body
@@ -199,7 +229,14 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
         # Let Prometheus take a few more scrapes of the final state, then check every dashboard query.
         time.sleep(3 * SCRAPE_SECONDS)
         targets = prometheus.api("targets")["activeTargets"]
-        assert [t["health"] for t in targets] == ["up"], targets
+        assert [t["health"] for t in targets] == ["up", "up"], targets
+        # the standby reconciled nothing: it exports no experiment series and reports itself as standby
+        standby_body = http_get(f"http://{standby.status.pod_ip}:{metrics_port}/metrics")
+        assert "dial_operator_leader 0.0" in standby_body and "dial_operator_leader 1.0" in body
+        assert f'namespace="{ns}"' not in standby_body
+        roles = {r["metric"].get("instance", ""): r["value"][1] for r in
+                 prometheus.api("query", query="dial_operator_leader")["result"]}
+        assert sorted(roles.values()) == ["0", "1"], roles
         end = time.time()
         empty = []
         dashboard = load()
@@ -222,7 +259,8 @@ def test_helm_install_run_an_experiment_and_see_it_in_prometheus(cluster: Cluste
     for kind in ("deployments", "serviceaccounts", "roles", "rolebindings", "services", "configmaps"):
         out = cluster.kubectl("get", kind, "-n", ns, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name")
         leftovers += out.stdout.split()
-    for kind in ("clusterroles", "clusterrolebindings"):
+    for kind in ("clusterroles", "clusterrolebindings", "validatingadmissionpolicies",
+                 "validatingadmissionpolicybindings"):
         out = cluster.kubectl("get", kind, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name")
         leftovers += out.stdout.split()
     assert not leftovers, leftovers

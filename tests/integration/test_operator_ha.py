@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from operator_fixtures import (  # noqa: F401  (fixtures)
@@ -50,7 +49,7 @@ def replicas(cluster, dial_namespace, tmp_path):
 
 def holder(cluster, namespace: str) -> str | None:
     try:
-        lease = k8s.CoordinationV1Api(cluster.api()).read_namespaced_lease(LEASE, namespace)
+        lease = cluster.coordination.read_namespaced_lease(LEASE, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None

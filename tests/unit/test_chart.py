@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from helm_chart import CHART, ROOT, render  # noqa: E402
@@ -220,3 +221,24 @@ def test_dashboard_configmap_carries_the_dashboard_for_grafanas_sidecar(helm):
 def test_wrong_values_fail_at_install_time_naming_the_value(helm, setting, complaint):
     assert complaint in render_error(helm, setting)
 
+
+
+def test_the_collector_policy_binds_cluster_wide_and_the_kubectl_copy_matches_the_chart(helm):
+    docs = render(helm, release="dial")
+    policy = one(docs, "ValidatingAdmissionPolicy", "dial-collector-trial-isolation")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", "dial-collector-trial-isolation")
+    assert binding["spec"] == {"policyName": "dial-collector-trial-isolation", "validationActions": ["Deny"]}
+    other = one(render(helm, release="ml"), "ValidatingAdmissionPolicyBinding")  # cluster-scoped: per release
+    assert other["metadata"]["name"] == other["spec"]["policyName"] == "ml-dial-collector-trial-isolation"
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    [condition] = policy["spec"]["matchConditions"]
+    assert condition["expression"].endswith("endsWith(':dial-collector')")
+    owned_elsewhere = [v["message"] for v in policy["spec"]["validations"] if "message" in v]
+    for field in ("spec", "status.phase", "status.reason", "status.stopReason", "status.completionTime"):
+        assert any(f"change a Trial's {field}" in m for m in owned_elsewhere), field
+    renamed = one(render(helm, "collector.serviceAccount.name=trial-reporter"), "ValidatingAdmissionPolicy")
+    assert renamed["spec"]["matchConditions"][0]["expression"].endswith("endsWith(':trial-reporter')")
+    copy = [d for d in yaml.safe_load_all((ROOT / "policies" / "collector-trial-isolation.yaml").read_text()) if d]
+    assert copy == [policy, binding], "policies/ differs from the chart: render it again (see its header)"
+    off = render(helm, "collector.isolation.enabled=false")
+    assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")]

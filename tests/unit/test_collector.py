@@ -58,14 +58,16 @@ def test_nothing_new_means_no_write(tmp_path):
     assert writes == []
 
 
-def test_non_finite_objective_asks_to_stop(tmp_path):
+def test_a_non_finite_objective_is_reported_as_an_observation_not_as_a_stop(tmp_path):
     path, writes = tmp_path / "out.log", []
-    path.write_text("epoch=1 loss=2.5\nepoch=2 loss=nan\n")
+    path.write_text("epoch=1 loss=2.5\nepoch=2 loss=nan\nepoch=3 loss=inf\n")
     collector = make(path, writes, interval=0)
     collector.poll()
     collector.flush()
-    assert writes[-1]["stopReason"] == "ObjectiveNotFinite" and "nan" in writes[-1]["stopMessage"]
+    # The first non-finite value only; what it means (stop, Failed) is the operator's to decide.
+    assert writes[-1]["nonFiniteObjective"] == {"metric": "loss", "step": 2.0, "value": "nan"}
     assert writes[-1]["objective"] == 2.5
+    assert not {"stopReason", "stopMessage", "phase", "reason"} & set(writes[-1])
 
 
 def test_stop_reads_the_last_partial_line_and_flushes(tmp_path):

@@ -96,12 +96,24 @@ def test_early_stopping_rule_orders_a_stop_once_and_keeps_it() -> None:
 def test_non_finite_objective_fails_the_trial_with_a_reason() -> None:
     exp = experiment()
     trial = running_trial(exp, 0, [1.0])
-    record_points(exp, trial, [MetricPoint("loss", 2.0, float("nan"))])
-    assert trial.status.stop_reason == reasons.OBJECTIVE_NOT_FINITE
-    assert [s.reason for s in plan(exp, [trial], now=NOW).stop] == [reasons.OBJECTIVE_NOT_FINITE]
+    record_points(exp, trial, [MetricPoint("loss", 2.0, float("nan")), MetricPoint("loss", 3.0, float("inf"))])
+    assert trial.status.stop_reason is None  # the reader reports what it saw; the plan decides
+    assert trial.status.non_finite_objective.describe() == "loss reported nan at step 2"
+    [order] = plan(exp, [trial], now=NOW).stop
+    assert (order.reason, order.message) == (reasons.OBJECTIVE_NOT_FINITE, "loss reported nan at step 2")
+    trial.status.stop_reason, trial.status.stop_message = order.reason, order.message  # a backend applies it
     finalize_trial(exp, trial, exit_code=-15, now=NOW)
     assert trial.phase is TrialPhase.failed and "loss reported nan at step 2" in trial.status.message
     assert trial.status.observation("loss").curve[-1].value == 1.0  # earlier points kept, NaN not stored
+
+
+def test_a_trial_that_exits_after_a_non_finite_objective_before_its_stop_lands_still_fails() -> None:
+    exp = experiment(earlyStopping={"name": "medianstop"})
+    trial = running_trial(exp, 0, [1.0])
+    record_points(exp, trial, [MetricPoint("loss", 2.0, float("nan"))])
+    finalize_trial(exp, trial, exit_code=0, now=NOW, ended_on_its_own=True)
+    assert trial.phase is TrialPhase.failed and trial.status.reason == reasons.OBJECTIVE_NOT_FINITE
+    assert trial.status.message == "loss reported nan at step 2"
 
 
 def test_crash_and_missing_metrics_phases() -> None:

@@ -61,6 +61,17 @@ def thin_curve(curve: list[CurvePoint], max_points: int) -> list[CurvePoint]:
     return [*head[::2], *tail][-max_points:] if len(head) > 1 else curve[-max_points:]
 
 
+class NonFinitePoint(ApiModel):
+    """The first non-finite value an objective metric reported. JSON has no NaN, so the value is kept as text."""
+
+    metric: str
+    step: float
+    value: str
+
+    def describe(self) -> str:
+        return f"{self.metric} reported {self.value} at step {self.step:g}"
+
+
 class TrialSpec(ApiModel):
     experiment: str
     index: Annotated[int, Field(ge=0)]
@@ -80,6 +91,9 @@ class TrialStatus(ApiModel):
     objectives: dict[str, float] | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
+    # Written by whoever reads the metrics (the collector sidecar, `dial run`); the engine turns it into a
+    # stop and a Failed trial.
+    non_finite_objective: NonFinitePoint | None = None
     stop_reason: str | None = None
     stop_message: str | None = None
 

@@ -217,6 +217,8 @@ def _tally(counts: TrialCounts) -> str:
 def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequence[Trial]) -> list[StopOrder]:
     orders = [StopOrder(t.name, t.status.stop_reason, t.status.stop_message or "")
               for t in active if t.status.stop_reason is not None]
+    orders += [StopOrder(t.name, reasons.OBJECTIVE_NOT_FINITE, bad.describe())
+               for t in active if t.status.stop_reason is None and (bad := t.status.non_finite_objective) is not None]
     if experiment.spec.early_stopping is None:
         return orders
     rule = make_rule(experiment.spec.early_stopping.name, experiment.spec.early_stopping.settings,
@@ -225,7 +227,7 @@ def _rule_stops(experiment: Experiment, trials: Sequence[Trial], active: Sequenc
     for t in active:
         if last is not None and (step := _latest_step(experiment, t)) is not None and step >= last:
             continue  # it has reported the final step: stopping it saves nothing and would mislabel it
-        if t.phase is TrialPhase.running and t.status.stop_reason is None:
+        if t.phase is TrialPhase.running and t.status.stop_reason is None and t.status.non_finite_objective is None:
             decision = rule.check(t, [other for other in trials if other.name != t.name])
             if decision is not None:
                 orders.append(StopOrder(t.name, decision.rule, decision.message))

@@ -8,7 +8,7 @@ from typing import Iterable
 
 from dial.api.experiment import Experiment, ObjectiveSpec, ObjectMeta
 from dial.api.space import ParameterValue
-from dial.api.trial import Trial, TrialPhase, TrialSpec, TrialStatus, trial_name
+from dial.api.trial import NonFinitePoint, Trial, TrialPhase, TrialSpec, TrialStatus, trial_name
 from dial.engine import reasons
 from dial.metrics.parsing import MetricPoint, ReadSummary
 
@@ -29,7 +29,8 @@ def new_trial(experiment: Experiment, index: int, assignment: dict[str, Paramete
 
 
 def record_points(experiment: Experiment, trial: Trial, points: Iterable[MetricPoint]) -> int:
-    """Add observations to the trial; a non-finite objective asks for the trial to stop as Failed.
+    """Add observations to the trial; the first non-finite objective value is kept aside (the plan
+    stops the trial for it and `finalize_trial` fails it).
 
     Returns how many points were recorded.
     """
@@ -42,9 +43,9 @@ def record_observations(objective: ObjectiveSpec, status: TrialStatus, points: I
     objective_names = {t.metric_name for t in objective.targets}
     for point in points:
         if not math.isfinite(point.value):
-            if point.name in objective_names and status.stop_reason is None:
-                status.stop_reason = reasons.OBJECTIVE_NOT_FINITE
-                status.stop_message = f"{point.name} reported {point.value} at step {point.step:g}"
+            if point.name in objective_names and status.non_finite_objective is None:
+                status.non_finite_objective = NonFinitePoint(
+                    metric=point.name, step=point.step if point.step is not None else 0.0, value=str(point.value))
             continue
         status.record(point.name, point.step if point.step is not None else 0.0, point.value)
         n += 1
@@ -71,6 +72,9 @@ def finalize_trial(experiment: Experiment, trial: Trial, *, exit_code: int | Non
     status = trial.status
     if ended_on_its_own and exit_code == 0 and status.stop_reason not in (None, reasons.OBJECTIVE_NOT_FINITE):
         status.stop_reason = status.stop_message = None
+    if status.non_finite_objective is not None and status.stop_reason is None:
+        # It ended before the stop the plan orders for it was applied.
+        status.stop_reason, status.stop_message = reasons.OBJECTIVE_NOT_FINITE, status.non_finite_objective.describe()
     status.exit_code = exit_code
     status.completion_time = now
     status.start_time = status.start_time or now

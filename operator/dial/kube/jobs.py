@@ -66,6 +66,13 @@ class CollectorSettings:
     interval_seconds: float = 1.0
 
 
+COLLECTOR_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,  # the worker image's user
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
     """A controller reference to `obj`, so the garbage collector deletes dependents with it."""
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
@@ -208,4 +215,7 @@ def _collector_container(experiment: Experiment, trial_name: str, namespace: str
         # The kubelet starts the training only once this passes (the wrapper also waits for it).
         "startupProbe": {"exec": {"command": ["cat", READY_FILE]}, "periodSeconds": 1, "failureThreshold": 120},
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+        # Pod Security Admission's `restricted` level: the sidecar never stands in the way of a namespace that
+        # enforces it (the training container is the user's to harden; the README says how).
+        "securityContext": COLLECTOR_SECURITY_CONTEXT,
     }

@@ -4,9 +4,9 @@ It re-reads the file from the start whenever it (re)starts, so the status it wri
 from the same lines every time: a restarted collector neither loses nor doubles a point. A refused
 write (API server restarting, throttled, RBAC revoked) is retried with capped backoff for as long
 as the pod lives, also after SIGTERM, so a trial that ends during an outage keeps its points. It
-writes only `observations` and `objective` (and `objectives`, plus `stopReason` for a non-finite
-objective): the
-operator owns every other status field.
+writes only `observations` and `objective` (plus `objectives` for several objectives and
+`nonFiniteObjective` for the first NaN or infinite objective value): the operator owns every other
+status field, and decides what a non-finite objective means (the trial is stopped and Failed).
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ class Collector:
 
     def poll(self, *, final: bool = False) -> None:
         points = self.reader.feed(self.follower.read_lines(final=final))
-        stop_reason = self.status.stop_reason
-        if record_observations(self.objective, self.status, points) or self.status.stop_reason != stop_reason:
+        non_finite = self.status.non_finite_objective
+        if record_observations(self.objective, self.status, points) or self.status.non_finite_objective != non_finite:
             self._dirty = True
 
     def patch(self) -> dict[str, Any]:
@@ -86,8 +86,8 @@ class Collector:
         patch = {"observations": wire["observations"], "objective": wire["objective"]}
         if self.objective.is_multi:
             patch["objectives"] = wire["objectives"]
-        if self.status.stop_reason is not None:
-            patch |= {"stopReason": wire["stopReason"], "stopMessage": wire["stopMessage"]}
+        if self.status.non_finite_objective is not None:
+            patch["nonFiniteObjective"] = wire["nonFiniteObjective"]
         return patch
 
     def retry_delay(self) -> float:
