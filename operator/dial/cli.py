@@ -185,7 +185,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     run_operator(namespaces=args.namespaces, all_namespaces=args.all_namespaces, collector=collector,
                  resync_seconds=args.resync_seconds, liveness_endpoint=args.liveness, verbose=args.verbose,
                  metrics_port=args.metrics_port, workers=args.workers, lease=lease,
-                 readiness_endpoint=args.readiness)
+                 readiness_endpoint=args.readiness, cached_reads=args.cached_reads)
     return 0
 
 
@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics")
     operator.add_argument("--workers", type=int, default=16,
                           help="reconciles run at once, each for a different experiment (default: %(default)s)")
+    operator.add_argument("--cached-reads", action="store_true",
+                          help="serve a reconcile's reads from what the watches delivered, with fresh LISTs only at "
+                               "start, after a failure and on resyncs (experimental: benchmarks/RESULTS.md)")
     operator.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     operator.set_defaults(handler=cmd_operator)
 

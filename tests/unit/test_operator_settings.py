@@ -9,6 +9,7 @@ import kopf
 from prometheus_client import generate_latest
 
 from dial.kube import handlers
+from dial.kube.cache import ObjectCache
 from dial.kube.leadership import Leadership
 from dial.kube.relevance import ChangeFilter, job_fingerprint, pod_fingerprint, experiment_fingerprint
 from dial.metrics.exporter import DialMetrics
@@ -33,7 +34,8 @@ def _memo(leadership: Leadership | None = None) -> kopf.Memo:
     filters = {"experiments": ChangeFilter(experiment_fingerprint), "jobs": ChangeFilter(job_fingerprint),
                "pods": ChangeFilter(pod_fingerprint)}
     return kopf.Memo(resync_seconds=3600.0, namespaces=[], kube=None, queue=RecordingQueue(), filters=filters,
-                     metrics=DialMetrics(), leadership=leadership or Leadership.always(), resync_now=threading.Event())
+                     metrics=DialMetrics(), leadership=leadership or Leadership.always(), resync_now=threading.Event(),
+                     cache=ObjectCache())
 
 
 def test_startup_starts_the_queue_and_the_resync_and_cleanup_stops_them() -> None:
@@ -51,7 +53,8 @@ def test_pod_status_noise_queues_nothing_and_a_container_ending_queues_its_exper
     labels = {"dial.dev/experiment": "peaks"}
 
     def pod(rv: str, state: dict, **status) -> dict:
-        return {"metadata": {"uid": "u1", "resourceVersion": rv},
+        return {"metadata": {"uid": "u1", "resourceVersion": rv, "name": "peaks-0000-x", "namespace": "ns",
+                             "labels": labels},
                 "status": {"phase": "Running", "containerStatuses": [{"name": "training", "state": state}], **status}}
 
     def event(body: dict) -> None:
@@ -60,7 +63,10 @@ def test_pod_status_noise_queues_nothing_and_a_container_ending_queues_its_exper
     running = {"running": {"startedAt": "2026-11-25T00:00:00Z"}}
     event(pod("1", running))
     event(pod("2", running, podIP="10.0.0.7"))  # an IP, a condition, a probe: nothing the reconcile reads
+    # dropped as a trigger, but the cache (for --cached-reads) keeps every event's object
+    assert memo.cache.get("pods", "ns", "peaks-0000-x")["status"]["podIP"] == "10.0.0.7"
     event(pod("3", {"terminated": {"exitCode": 0, "reason": "Completed"}}))
+    assert [p["metadata"]["resourceVersion"] for p in memo.cache.list("pods", "ns", "peaks")] == ["3"]
     assert memo.queue.added == [("ns", "peaks"), ("ns", "peaks")]
     text = generate_latest(memo.metrics.registry).decode()
     assert 'dial_watch_events_total{kind="pods",outcome="queued"} 2.0' in text
@@ -71,7 +77,8 @@ def test_an_experiment_status_echo_is_dropped_but_a_spec_edit_and_a_deletion_are
     memo = _memo()
 
     def event(kind: str, generation: int, status: dict) -> None:
-        body = {"metadata": {"uid": "e1", "generation": generation}, "status": status}
+        body = {"metadata": {"uid": "e1", "generation": generation, "name": "peaks", "namespace": "ns"},
+                "status": status}
         asyncio.run(handlers.experiment_changed(type=kind, body=body, namespace="ns", name="peaks", memo=memo))
 
     event("ADDED", 1, {})

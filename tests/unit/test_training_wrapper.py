@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,10 +59,11 @@ def test_sigterm_stops_the_children_too(tmp_path):
                    "print('parent started', flush=True)\nwhile True: sum(range(10000))")
     proc, output = start(tmp_path, sys.executable, "-c", parent_code)
     deadline = time.monotonic() + 30
-    while "child" not in (output.read_text() if output.exists() else ""):
+    # A whole "child <pid>" line: the two processes share one pipe, so the file may hold part of a line
+    while not (found := re.search(r"^child (\d+)$", output.read_text() if output.exists() else "", re.M)):
         assert time.monotonic() < deadline, "child never started"
         time.sleep(0.05)
-    child_pid = int(next(line for line in output.read_text().splitlines() if line.startswith("child")).split()[1])
+    child_pid = int(found.group(1))
     os.kill(proc.pid, signal.SIGTERM)  # the wrapper only, as the kubelet does
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM  # the training's own status: killed by SIGTERM

@@ -1,4 +1,5 @@
-"""The few Kubernetes API calls Dial makes, on plain JSON dicts (no model classes, no caches)."""
+"""The few Kubernetes API calls Dial makes, on plain JSON dicts (no model classes); with a `dial.kube.cache`
+attached, what the API server returns to writes and GETs is also stored there."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from dial.api.base import API_GROUP, API_VERSION
+from dial.kube.cache import Kind, ObjectCache
 from dial.kube.jobs import EXPERIMENT_LABEL
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -31,8 +33,12 @@ def load_api_client() -> k8s.ApiClient:
 
 
 class Kube:
-    def __init__(self, api: k8s.ApiClient, *, write_guard: Callable[[], None] | None = None):
+    def __init__(self, api: k8s.ApiClient, *, write_guard: Callable[[], None] | None = None,
+                 cache: ObjectCache | None = None):
         self.api = api
+        # What the API server returns to this client's writes and GETs goes into the cache, so the next read
+        # from it includes them before their watch events arrive.
+        self.cache = cache
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         # Raises when this replica may not write (`Leadership.check`): called right before each write is sent,
         # so a leader that lost its Lease while paused cannot send one more.
@@ -64,30 +70,30 @@ class Kube:
         return f"/apis/{API_GROUP}/{API_VERSION}{where}/{plural}" + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
 
     def get_experiment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get_or_none(self._custom(namespace, "experiments", name))
+        return self._seen("experiments", self._get_or_none(self._custom(namespace, "experiments", name)))
 
     def list_experiments(self, namespace: str | None) -> list[dict[str, Any]]:
         return self.request("GET", self._custom(namespace, "experiments"))["items"]
 
     def patch_experiment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.request("PATCH", self._custom(namespace, "experiments", name, "status"), body={"status": status},
-                     content_type=MERGE_PATCH)
+        self._seen("experiments", self.request("PATCH", self._custom(namespace, "experiments", name, "status"),
+                                               body={"status": status}, content_type=MERGE_PATCH))
 
     def list_trials(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
         return self.request("GET", self._custom(namespace, "trials"),
                             query={"labelSelector": f"{EXPERIMENT_LABEL}={experiment}"})["items"]
 
     def get_trial(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get_or_none(self._custom(namespace, "trials", name))
+        return self._seen("trials", self._get_or_none(self._custom(namespace, "trials", name)))
 
     def create_trial(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The created Trial, or None when one of that name exists already."""
-        return self._create_or_none(self._custom(namespace, "trials"), body)
+        return self._seen("trials", self._create_or_none(self._custom(namespace, "trials"), body))
 
     def patch_trial_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """A JSON merge patch of just these status fields (others, owned by someone else, are kept)."""
-        self.request("PATCH", self._custom(namespace, "trials", name, "status"), body={"status": status},
-                     content_type=MERGE_PATCH)
+        self._seen("trials", self.request("PATCH", self._custom(namespace, "trials", name, "status"),
+                                          body={"status": status}, content_type=MERGE_PATCH))
 
     # -- Jobs and pods
     def list_jobs(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
@@ -96,8 +102,12 @@ class Kube:
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         # Strict: a field the API server does not know is an error (400), not silently dropped.
-        return self._create_or_none(f"/apis/batch/v1/namespaces/{namespace}/jobs", body,
-                                    query={"fieldValidation": "Strict"})
+        created = self._seen("jobs", self._create_or_none(f"/apis/batch/v1/namespaces/{namespace}/jobs", body,
+                                                          query={"fieldValidation": "Strict"}))
+        if created is None and self.cache is not None:
+            # It exists and the cache had not seen it: read it once, or every cached reconcile would try again.
+            self._seen("jobs", self._get_or_none(f"/apis/batch/v1/namespaces/{namespace}/jobs/{body['metadata']['name']}"))
+        return created
 
     def delete_job(self, namespace: str, name: str) -> bool:
         """Delete with background propagation (the garbage collector removes its pods); False if gone."""
@@ -108,6 +118,8 @@ class Kube:
             if exc.status == 404:
                 return False
             raise
+        if self.cache is not None:
+            self.cache.forget("jobs", namespace, name)
         return True
 
     def list_pods(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
@@ -149,6 +161,11 @@ class Kube:
             pass
 
     # -- helpers
+    def _seen(self, kind: Kind, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        if obj is not None and self.cache is not None and obj.get("metadata"):
+            self.cache.observe(kind, obj)
+        return obj
+
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
             return self.request("GET", path)

@@ -3,8 +3,9 @@
 The handlers only say which experiment to look at, and return at once: the reconciles run on the
 operator's own work queue (`dial.kube.workqueue`), where a burst of events for one experiment
 coalesces into one reconcile. Events that change nothing the reconciler reads are dropped first
-(`dial.kube.relevance`). `Reconciler` reads everything fresh, so a missed, repeated or reordered
-event changes nothing but timing. A periodic resync (started here, not a kopf timer: timers put
+(`dial.kube.relevance`); every event's object goes into the reconciler's cache first
+(`dial.kube.cache`). The reconciler rereads an experiment fresh often enough that a missed, repeated
+or reordered event changes nothing but timing. A periodic resync (started here, not a kopf timer: timers put
 finalizers on the Experiments) is the safety net for events lost while the operator was down or a
 watch was reconnecting. With leader election, a standby watches too but queues nothing; the moment
 it takes the Lease, it resyncs every experiment, since it dropped their events while waiting.
@@ -12,6 +13,7 @@ it takes the Lease, it resyncs every experiment, since it dropped their events w
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import kopf
 
 from dial.api.base import API_GROUP, API_VERSION
+from dial.kube.cache import Kind
 from dial.kube.jobs import EXPERIMENT_LABEL
 
 log = logging.getLogger("dial.operator")
@@ -48,12 +51,15 @@ def shutdown(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(API_GROUP, API_VERSION, "experiments")
 async def experiment_changed(type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo,
                              **_: Any) -> None:
+    _observe(memo, "experiments", type, body)
     # DELETED too: the reconcile finds it gone and drops its Prometheus series.
     _queue_if(memo, "experiments", memo.filters["experiments"].changed(type, body), (namespace, name))
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "trials", labels=OWNED)
-async def trial_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def trial_changed(type: str | None, body: kopf.Body, namespace: str, labels: dict[str, str],
+                        memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "trials", type, body)
     # Every Trial event counts: observations of running trials feed stop rules and strategies.
     _queue_if(memo, "trials", True, (namespace, labels[EXPERIMENT_LABEL]))
 
@@ -61,13 +67,22 @@ async def trial_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo,
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 async def job_changed(type: str | None, body: kopf.Body, namespace: str, labels: dict[str, str],
                       memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "jobs", type, body)
     _queue_if(memo, "jobs", memo.filters["jobs"].changed(type, body), (namespace, labels[EXPERIMENT_LABEL]))
 
 
 @kopf.on.event("v1", "pods", labels=OWNED)
 async def pod_changed(type: str | None, body: kopf.Body, namespace: str, labels: dict[str, str],
                       memo: kopf.Memo, **_: Any) -> None:
+    _observe(memo, "pods", type, body)
     _queue_if(memo, "pods", memo.filters["pods"].changed(type, body), (namespace, labels[EXPERIMENT_LABEL]))
+
+
+def _observe(memo: kopf.Memo, kind: Kind, type: str | None, body: kopf.Body) -> None:
+    """Into the cache before the reconcile is queued, so that reconcile sees at least this event.
+    Standbys too: they take over with a warm cache."""
+    if memo.cache is not None:
+        memo.cache.observe(kind, copy.deepcopy(dict(body)), deleted=type == "DELETED")
 
 
 def _queue_if(memo: kopf.Memo, kind: str, relevant: bool, key: tuple[str, str]) -> None:

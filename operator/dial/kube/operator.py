@@ -10,6 +10,7 @@ import threading
 import kopf
 
 from dial.kube import handlers  # noqa: F401  (registers the handlers with kopf)
+from dial.kube.cache import ObjectCache
 from dial.kube.client import Kube, load_api_client
 from dial.kube.jobs import CollectorSettings
 from dial.kube.leadership import LOST_LEADERSHIP_EXIT_CODE, Leadership, LeaseSettings, start_election
@@ -23,7 +24,7 @@ from dial.metrics.exporter import serve_metrics
 def run_operator(*, namespaces: list[str], all_namespaces: bool, collector: CollectorSettings,
                  resync_seconds: float = 30.0, liveness_endpoint: str | None = None, verbose: bool = False,
                  metrics_port: int | None = None, workers: int = 16, lease: LeaseSettings | None = None,
-                 readiness_endpoint: str | None = None) -> None:
+                 readiness_endpoint: str | None = None, cached_reads: bool = False) -> None:
     """Blocks until the operator is stopped (SIGINT/SIGTERM). With `lease`, only the replica holding it reconciles."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -37,7 +38,9 @@ def run_operator(*, namespaces: list[str], all_namespaces: bool, collector: Coll
         api.user_agent = f"dial-operator ({lease.identity})"
         leadership = start_election(api, lease, on_started_leading=lambda: _started_leading(lease, resync_now),
                                     on_stopped_leading=lambda: _stopped_leading(lease))
-    kube = Kube(api, write_guard=leadership.check)
+    # Fresh reads a little more often than resyncs, so every resync reconcile reads fresh.
+    cache = ObjectCache(fresh_seconds=0.9 * resync_seconds) if cached_reads else None
+    kube = Kube(api, write_guard=leadership.check, cache=cache)
     metrics = serve_metrics(metrics_port) if metrics_port is not None else None
     if metrics is not None:
         metrics.leader.set_function(lambda: 1.0 if leadership.is_held() else 0.0)
@@ -50,7 +53,7 @@ def run_operator(*, namespaces: list[str], all_namespaces: bool, collector: Coll
                "pods": ChangeFilter(pod_fingerprint)}
     memo = kopf.Memo(kube=kube, queue=queue, filters=filters, metrics=metrics, resync_seconds=resync_seconds,
                      namespaces=[] if all_namespaces else list(namespaces), leadership=leadership,
-                     resync_now=resync_now)
+                     resync_now=resync_now, cache=cache)
     kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=[] if all_namespaces else namespaces,
              liveness_endpoint=liveness_endpoint, memo=memo)
 

@@ -1,8 +1,11 @@
-"""Reconcile one Experiment: read it and its Trials, Jobs and pods fresh, plan, apply the plan idempotently.
+"""Reconcile one Experiment: read it and its Trials, Jobs and pods, plan, apply the plan idempotently.
 
-Crash-only: nothing is remembered between calls. Everything is read from the API server (a LIST
-is a consistent read, unlike a watch cache), names are deterministic and a create that finds its
-object already there (409) is success, so a restart at any point neither loses nor repeats work.
+Crash-only: nothing is remembered between calls but a cache of what the watches delivered
+(`dial.kube.cache`), and that is only ever a copy. An experiment not read fresh lately (at start,
+after a failed reconcile, every resync) is read from the API server (LISTs are consistent reads);
+otherwise from the cache, except a trial about to be finalised, which is read fresh. Names are
+deterministic and a create that finds its object already there (409) runs the stored one, so a
+restart at any point, or a cache that lags, neither loses nor repeats work.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ log = logging.getLogger("dial.operator")
 OPERATOR_TRIAL_FIELDS = ("phase", "reason", "message", "exitCode", "startTime", "completionTime",
                          "stopReason", "stopMessage", "objective", "objectives")
 JOB_DELETED = "JobDeleted"
+TERMINAL_PHASES = frozenset(p.value for p in TrialPhase if p.is_terminal)
 # Budget figures that grow with the clock alone; refreshed this often at most when nothing else changed.
 CLOCK_DRIVEN = ("elapsedSeconds", "gpuHours")
 BUDGET_REFRESH_SECONDS = 15.0
@@ -73,6 +77,7 @@ class World:
     jobs: dict[str, dict[str, Any]]
     pods: dict[str, list[dict[str, Any]]]
     trials: list[dict[str, Any]]
+    fresh: bool = True  # read from the API server now, not from the cache
     by_name: dict[str, Trial] = field(default_factory=dict)
 
 
@@ -100,20 +105,33 @@ class Reconciler:
     def __init__(self, kube: Kube, collector: CollectorSettings, *, clock: Callable[[], datetime] = utcnow,
                  metrics: DialMetrics | None = None):
         self.kube = kube
+        self.cache = kube.cache
         self.metrics = metrics
         self.plan = metrics.plan if metrics is not None else plan  # same plan; recorded for Prometheus
         self.collector = collector
         self.clock = clock
 
     def reconcile(self, namespace: str, name: str) -> None:
-        raw = self.kube.get_experiment(namespace, name)
+        fresh = self.cache is None or self.cache.needs_fresh_read(namespace, name)
+        try:
+            self._reconcile(namespace, name, fresh)
+        except BaseException:
+            if self.cache is not None:
+                self.cache.distrust(namespace, name)  # the retry reads fresh: the cache may be why it failed
+            raise
+
+    def _reconcile(self, namespace: str, name: str, fresh: bool) -> None:
+        raw = None if fresh else self.cache.get("experiments", namespace, name)  # type: ignore[union-attr]
+        if raw is None:
+            fresh = True
+            raw = self.kube.get_experiment(namespace, name)
         if raw is None or raw["metadata"].get("deletionTimestamp"):
             if self.metrics is not None:
                 self.metrics.forget(namespace, name)
             return  # the garbage collector removes Trials and Jobs through their owner references
         experiment, errors = read_experiment(raw)
         now = self.clock()
-        world = self._read_world(namespace, name)
+        world = self._read_world(namespace, name) if fresh else self._cached_world(namespace, name)
         if errors or experiment is None:
             self._reject(raw, world, errors, now)
             return
@@ -134,13 +152,20 @@ class Reconciler:
     def _read_world(self, namespace: str, name: str) -> World:
         # Jobs and pods first: a Job seen finished implies its collector's last patch is already
         # in the Trial we list after it.
-        jobs = {j["metadata"]["name"]: j for j in self.kube.list_jobs(namespace, name)}
-        pods: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.kube.list_pods(namespace, name):
-            trial = (pod["metadata"].get("labels") or {}).get(TRIAL_LABEL)
-            if trial:
-                pods.setdefault(trial, []).append(pod)
-        return World(jobs=jobs, pods=pods, trials=self.kube.list_trials(namespace, name))
+        if self.cache is not None:
+            self.cache.read_fresh(namespace, name)  # before the LISTs: what changes during them is re-read
+        jobs, pods, trials = (self.kube.list_jobs(namespace, name), self.kube.list_pods(namespace, name),
+                              self.kube.list_trials(namespace, name))
+        if self.cache is not None:
+            for kind, items in (("jobs", jobs), ("pods", pods), ("trials", trials)):
+                self.cache.replace(kind, namespace, name, items)
+        return _world(jobs, pods, trials, fresh=True)
+
+    def _cached_world(self, namespace: str, name: str) -> World:
+        cache = self.cache
+        assert cache is not None
+        return _world(cache.list("jobs", namespace, name), cache.list("pods", namespace, name),
+                      cache.list("trials", namespace, name), fresh=False)
 
     def _snapshot_warm_start(self, raw: dict[str, Any], experiment: Experiment) -> None:
         """Read the earlier experiments' Trials once and store them in the status before any trial
@@ -164,6 +189,10 @@ class Reconciler:
     def _sync_trials(self, experiment: Experiment, world: World, now: datetime) -> list[Trial]:
         trials = []
         for raw in world.trials:
+            if not world.fresh and self._may_end(experiment, raw, world):
+                # Its Job's end and the collector's last patch are two objects' events: the cache may have
+                # the first without the second. Finalise from what the API server holds.
+                raw = self.kube.get_trial(raw["metadata"]["namespace"], raw["metadata"]["name"]) or raw
             trial = Trial.model_validate({**raw, "status": raw.get("status") or {}})
             world.by_name[trial.name] = trial
             trials.append(trial)
@@ -179,6 +208,17 @@ class Reconciler:
                     objective = f" objective={trial.status.objective:.6g}" if trial.status.objective is not None else ""
                     log.info("%s: %s (%s)%s", trial.name, trial.phase.value, trial.status.reason, objective)
         return trials
+
+    def _may_end(self, experiment: Experiment, raw: dict[str, Any], world: World) -> bool:
+        """Whether `_follow_job` would finalise this (cached) trial now."""
+        name, status = raw["metadata"]["name"], raw.get("status") or {}
+        phase = status.get("phase") or TrialPhase.pending.value
+        if phase in TERMINAL_PHASES:
+            return False
+        job = world.jobs.get(name)
+        if job is None:
+            return not world.pods.get(name) and (phase == TrialPhase.running.value or bool(status.get("stopReason")))
+        return job_outcome(job, world.pods.get(name, []), self._primary_name(experiment)).state.is_terminal
 
     def _follow_job(self, experiment: Experiment, trial: Trial, world: World, now: datetime) -> None:
         job, pods = world.jobs.get(trial.name), world.pods.get(trial.name, [])
@@ -346,6 +386,16 @@ class Reconciler:
             "completionTime": condition.to_wire()["lastTransitionTime"]})
         self.kube.post_event(raw, reasons.INVALID_SPEC, message, warning=True)
         log.warning("%s/%s: invalid spec: %s", namespace, raw["metadata"]["name"], message)
+
+
+def _world(jobs: list[dict[str, Any]], pods: list[dict[str, Any]], trials: list[dict[str, Any]], *,
+           fresh: bool) -> World:
+    by_trial: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        trial = (pod["metadata"].get("labels") or {}).get(TRIAL_LABEL)
+        if trial:
+            by_trial.setdefault(trial, []).append(pod)
+    return World(jobs={j["metadata"]["name"]: j for j in jobs}, pods=by_trial, trials=trials, fresh=fresh)
 
 
 def api_message(exc: ApiException) -> str:
