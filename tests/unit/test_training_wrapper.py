@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -54,12 +55,22 @@ def test_waits_for_the_collector(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the child")
 def test_sigterm_stops_the_children_too(tmp_path):
-    child_code = "import os, time\nprint('child', os.getpid(), flush=True)\nwhile True: sum(range(10000))"
-    parent_code = (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {child_code!r}])\n"
-                   "print('parent started', flush=True)\nwhile True: sum(range(10000))")
+    # Each line in one write(2): the two processes share the pipe, and print() may split a line into several
+    # writes (PYTHONUNBUFFERED), which the other process's line can land between.
+    child_code = "import os\nos.write(1, f'child {os.getpid()}\\n'.encode())\nwhile True: sum(range(10000))"
+    parent_code = (f"import os, subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {child_code!r}])\n"
+                   "os.write(1, b'parent started\\n')\nwhile True: sum(range(10000))")
     proc, output = start(tmp_path, sys.executable, "-c", parent_code)
+    try:
+        _check_sigterm_reaches_the_child(proc, output)
+    finally:
+        # a failed check must not leave two busy loops behind (the wrapper is a session leader)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _check_sigterm_reaches_the_child(proc: subprocess.Popen, output: Path) -> None:
     deadline = time.monotonic() + 30
-    # A whole "child <pid>" line: the two processes share one pipe, so the file may hold part of a line
     while not (found := re.search(r"^child (\d+)$", output.read_text() if output.exists() else "", re.M)):
         assert time.monotonic() < deadline, "child never started"
         time.sleep(0.05)
