@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dial import __version__
 from dial.api.experiment import Experiment, ExperimentPhase
-from dial.engine import ExperimentError, load_experiment
+from dial.engine import ExperimentError, experiment_warnings, load_experiment
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -22,7 +22,11 @@ def _load(path: Path) -> Experiment:
         text = path.read_text()
     except OSError as exc:
         raise ExperimentError([], str(path)) from exc
-    return load_experiment(text, str(path))
+    experiment = load_experiment(text, str(path))
+    # Accepted but not meant to be silent: Katib fields that mean nothing (or something else) in Dial.
+    for warning in experiment_warnings(experiment):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    return experiment
 
 
 def cmd_run(args: argparse.Namespace) -> int:
