@@ -9,7 +9,7 @@ from typing import Any
 from dial.api.experiment import Experiment, TrialTemplate
 from dial.api.space import ParameterValue
 from dial.engine.checkpoints import checkpoint_values, pbt_settings
-from dial.engine.workloads import UnknownWorkload, pod_slots, primary_slots
+from dial.engine.workloads import UnknownWorkload, pod_slots, primary_pod_labels, primary_slots
 
 DEADLINE_BACKSTOP_SECONDS = 30
 _PLACEHOLDER = re.compile(r"\$\{(trialParameters|trialSpec)\.([A-Za-z0-9_.-]+(?:\[[^\]]+\])?)\}")
@@ -144,7 +144,7 @@ def rendered_primary_container(template: TrialTemplate, rendered: dict[str, Any]
     if template.is_job:
         return primary_container(rendered, template.primary_container_name)
     try:
-        slots = primary_slots(pod_slots(rendered), template.primary_pod_labels)
+        slots = primary_slots(pod_slots(rendered), primary_pod_labels(rendered, template.primary_pod_labels))
     except UnknownWorkload:
         raise KeyError(template.manifest.get("kind")) from None
     for slot in slots:

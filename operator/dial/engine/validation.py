@@ -17,7 +17,7 @@ from dial.api.space import PARAMETER_NAME_PATTERN, ParameterSpec, ParameterType
 from dial.engine.checkpoints import CHECKPOINT_DIR, CHECKPOINT_PLACEHOLDERS, PARENT_CHECKPOINT_DIR, uses_checkpoints
 from dial.engine.job_fields import unknown_fields
 from dial.engine.template import is_metadata_reference, placeholder_references, primary_container
-from dial.engine.workloads import UnknownWorkload, pod_slots, primary_slots
+from dial.engine.workloads import UnknownWorkload, pod_slots, primary_pod_labels, primary_slots
 from dial.search import STRATEGIES, SearchSpace, make_strategy
 from dial.stopping import RULES, make_rule
 
@@ -342,12 +342,13 @@ def _workload_errors(experiment: Experiment) -> list[SpecError]:
         slots = pod_slots(copy.deepcopy(template.manifest))
     except UnknownWorkload as exc:
         return [SpecError("spec.trialTemplate.trialSpec", str(exc))]
-    primary = primary_slots(slots, template.primary_pod_labels)
+    labels = primary_pod_labels(template.manifest, template.primary_pod_labels)
+    primary = primary_slots(slots, labels)
     if not primary:
         seen = "; ".join(f"{s.path}: {s.labels or '{}'}" for s in slots)
         return [SpecError("spec.trialTemplate.primaryPodLabels",
                           f"no pod template of the {template.manifest.get('kind')} has the labels "
-                          f"{template.primary_pod_labels} (pods get: {seen})")]
+                          f"{labels} (pods get: {seen})")]
     if not any(s.container(template.primary_container_name) is not None for s in primary):
         have = sorted({n for s in primary for n in s.names()})
         return [SpecError("spec.trialTemplate.primaryContainerName",

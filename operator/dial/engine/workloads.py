@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from dial.api import gjson
+
 JOB_KIND = ("batch/v1", "Job")
 # Kubeflow training operator kinds: spec.<prefix>ReplicaSpecs.<Role>.template is a pod template, and the
 # operator labels the pods with the role (lower case).
@@ -21,6 +23,20 @@ REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
 TEKTON_TASK_LABEL = "tekton.dev/pipelineTask"
 TRAINJOB_NODE = "node"  # the trainer's container and replicated job in Kubeflow Trainer's runtimes
+# The roles whose pods the training operator labels job-role=master (Katib's default primary pods).
+MASTER_ROLES = ("master", "chief", "launcher")
+# Katib's defaults when the template gives no primaryPodLabels, successCondition or failureCondition.
+DEFAULT_PRIMARY_POD_LABELS = {"kubeflow": {JOB_ROLE_LABEL: "master"},
+                              "TrainJob": {"jobset.sigs.k8s.io/replicatedjob-name": TRAINJOB_NODE,
+                                           "batch.kubernetes.io/job-completion-index": "0"}}
+DEFAULT_CONDITIONS = {
+    "Job": ('status.conditions.#(type=="Complete")#|#(status=="True")#',
+            'status.conditions.#(type=="Failed")#|#(status=="True")#'),
+    "kubeflow": ('status.conditions.#(type=="Succeeded")#|#(status=="True")#',
+                 'status.conditions.#(type=="Failed")#|#(status=="True")#'),
+    "TrainJob": ('status.conditions.#(type=="Complete")#|#(status=="True")#',
+                 'status.conditions.#(type=="Failed")#|#(status=="True")#'),
+}
 
 
 @dataclass
@@ -71,7 +87,8 @@ def pod_slots(manifest: dict[str, Any]) -> list[PodSlot]:
         if not isinstance(roles, dict) or not roles:
             raise UnknownWorkload(f"{kind} without spec.{REPLICA_SPECS[kind]}: no pod template to run")
         return [_pod_template(role.get("template"), f"spec.{REPLICA_SPECS[kind]}.{name}.template",
-                              {REPLICA_TYPE_LABEL: name.lower(), JOB_ROLE_LABEL: name.lower(),
+                              {REPLICA_TYPE_LABEL: name.lower(),
+                               **({JOB_ROLE_LABEL: "master"} if name.lower() in MASTER_ROLES else {}),
                                # the MPI operator's own label, which Katib's MPIJob example selects on
                                **({"mpi-job-role": name.lower()} if kind == "MPIJob" else {})})
                 for name, role in roles.items() if isinstance(role, dict)]
@@ -100,7 +117,7 @@ def _train_job(spec: dict[str, Any]) -> PodSlot:
     `spec.trainer`. `podTemplateOverrides` can add volumes and mounts but not a container, so there is no
     place for the collector in the TrainJob itself (`sidecars` is None)."""
     trainer = spec.setdefault("trainer", {})
-    return PodSlot("spec.trainer", {"jobset.sigs.k8s.io/replicatedjob-name": TRAINJOB_NODE}, [trainer], None, [],
+    return PodSlot("spec.trainer", dict(DEFAULT_PRIMARY_POD_LABELS["TrainJob"]), [trainer], None, [],
                    container_name=lambda c: TRAINJOB_NODE)
 
 
@@ -142,8 +159,48 @@ def _tekton(spec: dict[str, Any]) -> list[PodSlot]:
     return slots
 
 
+def _family(manifest: dict[str, Any]) -> str:
+    kind = kind_of(manifest)
+    if kind == JOB_KIND:
+        return "Job"
+    return "kubeflow" if kind[1] in REPLICA_SPECS else kind[1]
+
+
+def primary_pod_labels(manifest: dict[str, Any], labels: dict[str, str] | None) -> dict[str, str] | None:
+    """The template's primaryPodLabels, or Katib's default for its kind (the master pod of a training job)."""
+    return labels if labels else DEFAULT_PRIMARY_POD_LABELS.get(_family(manifest))
+
+
+def conditions(manifest: dict[str, Any], success: str | None, failure: str | None) -> tuple[str | None, str | None]:
+    """The success and failure conditions (GJSON) of a trial's workload: the template's, else Katib's default
+    for its kind (None: none known, e.g. for an Argo Workflow or a Tekton PipelineRun without them)."""
+    default = DEFAULT_CONDITIONS.get(_family(manifest), (None, None))
+    return success or default[0], failure or default[1]
+
+
 def primary_slots(slots: list[PodSlot], labels: dict[str, str] | None) -> list[PodSlot]:
     """The slots whose pods carry every one of `labels` (all slots when there are none)."""
     if not labels:
         return slots
     return [s for s in slots if all(s.labels.get(k) == v for k, v in labels.items())]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a workload ended by its success or failure condition, with the condition's reason and message."""
+
+    succeeded: bool
+    reason: str
+    message: str
+
+
+def workload_outcome(workload: dict[str, Any], success: str | None, failure: str | None) -> Outcome | None:
+    """Katib's reading of a finished workload: the failure condition first, then the success condition; each
+    holds when its GJSON path finds an object or a non-empty array. None while neither holds."""
+    success, failure = conditions(workload, success, failure)
+    for condition, succeeded in ((failure, False), (success, True)):
+        if condition is not None and gjson.holds(workload, condition):
+            found = gjson.first_match(workload, condition) or {}
+            reason = str(found.get("reason") or ("WorkloadSucceeded" if succeeded else "WorkloadFailed"))
+            return Outcome(succeeded, reason, str(found.get("message") or f"{condition} holds"))
+    return None

@@ -16,7 +16,7 @@ from dial.api.trial import Trial
 from dial.engine import SpecError, render_job_spec
 from dial.engine.checkpoints import katib_checkpoints, pbt_settings
 from dial.engine.template import primary_container, substitute, trial_metadata
-from dial.engine.workloads import PodSlot, pod_slots, primary_slots
+from dial.engine.workloads import PodSlot, pod_slots, primary_pod_labels, primary_slots
 
 EXPERIMENT_LABEL = f"{API_GROUP}/experiment"
 TRIAL_LABEL = f"{API_GROUP}/trial"
@@ -96,6 +96,17 @@ def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
     if spec.warm_start is not None and spec.warm_start.results_files:
         return [SpecError("spec.warmStart.resultsFiles", "results files are read by `dial run` only; on Kubernetes "
                                                          "name the earlier Experiments in spec.warmStart.experiments")]
+    template = spec.trial_template
+    if template.config_map is not None:
+        return [SpecError("spec.trialTemplate.configMap",
+                          "the operator does not read trial templates from ConfigMaps yet: put the template "
+                          f"({template.config_map.template_path}) under spec.trialTemplate.trialSpec")]
+    if not template.is_job:
+        # Rendered and validated (trial_workload), but creating, watching and judging them by successCondition
+        # and failureCondition is the JobSet/Kueue workload work, not done yet.
+        return [SpecError("spec.trialTemplate.trialSpec",
+                          f"the operator runs batch/v1 Job trials only so far; a {template.manifest.get('kind')} "
+                          "trial validates and renders, but is not run on the cluster yet")]
     try:
         container = primary_container(spec.trial_template.job_spec, spec.trial_template.primary_container_name)
     except KeyError:
@@ -104,6 +115,11 @@ def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
         pbt = pbt_settings(experiment)
     except ValidationError:
         pbt = None  # reported by validate_experiment
+    if pbt is not None and pbt.checkpoint_claim_name is None and katib_checkpoints(experiment):
+        return [SpecError("spec.algorithm.settings.checkpoint_claim_name",
+                          "pbt with Katib's checkpoint convention mounts each trial's own directory of a shared "
+                          f"volume at suggestion_trial_dir {pbt.suggestion_trial_dir!r}: name the ReadWriteMany "
+                          "PersistentVolumeClaim that holds them")]
     if pbt is not None and pbt.checkpoint_claim_name is None and not _mounted(container, pbt.suggestion_trial_dir):
         return [SpecError("spec.algorithm.settings.checkpoint_claim_name",
                           f"pbt trials share checkpoints under suggestion_trial_dir {pbt.suggestion_trial_dir!r}: name a "
@@ -162,7 +178,7 @@ def trial_workload(experiment: Experiment, trial: dict[str, Any], collector: Col
     metadata.update({"name": name, "namespace": namespace, "ownerReferences": [owner_reference(trial)]})
     metadata.setdefault("labels", {}).update(labels)
     instrumented = 0
-    for slot in primary_slots(pod_slots(manifest), template.primary_pod_labels):
+    for slot in primary_slots(pod_slots(manifest), primary_pod_labels(manifest, template.primary_pod_labels)):
         container = slot.container(template.primary_container_name)
         if container is None:
             continue

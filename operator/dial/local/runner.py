@@ -59,6 +59,15 @@ def check_runnable(experiment: Experiment) -> None:
         raise ExperimentError([SpecError("spec.trialTemplate.configMap",
                                          f"dial run cannot read ConfigMap {source.config_map_name!r}: put the template "
                                          f"({source.template_path}) under spec.trialTemplate.trialSpec")])
+    if template.trial_spec is not None and not template.is_job:
+        kind = template.manifest.get("kind")
+        raise ExperimentError([SpecError("spec.trialTemplate.trialSpec",
+                                         f"dial run runs a batch/v1 Job's primary container; a {kind} trial runs on "
+                                         "Kubernetes, whose controller for it makes the pods")])
+    if experiment.spec.metrics_collector.kind in (CollectorKind.tensorflow_event, CollectorKind.none):
+        raise ExperimentError([SpecError("spec.metricsCollector.kind",
+                                         f"dial run reads metrics from stdout or a file (StdOut or File), not with "
+                                         f"{experiment.spec.metrics_collector.kind.value}")])
     if katib_checkpoints(experiment):
         raise ExperimentError([SpecError("spec.trialTemplate.trialSpec",
                                          "pbt with Katib's checkpoint convention mounts each trial's own checkpoint "
@@ -170,7 +179,8 @@ class LocalRunner:
         process = TrialProcess(command, env=trial_environment(env), cwd=cwd, log_path=trial_dir / "output.log",
                                metrics_file=metrics_file)
         mark_running(trial, now)
-        reader = MetricReader(spec.objective.metric_names, spec.metrics_collector.format)
+        reader = MetricReader(spec.objective.metric_names, spec.metrics_collector.format,
+                              patterns=spec.metrics_collector.metrics_format)
         self.running[trial.name] = LocalTrial(trial, process, reader)
         params = " ".join(f"{k}={v}" for k, v in trial.spec.parameter_assignments.items())
         origin = f" (from {trial.spec.parent_trial})" if trial.spec.parent_trial else ""
