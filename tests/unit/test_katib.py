@@ -302,3 +302,56 @@ def test_normalise_does_not_change_its_input() -> None:
     before = copy.deepcopy(data)
     normalise(data)
     assert data == before
+
+
+def schema_problems(value: Any, schema: dict[str, Any], path: str) -> list[str]:
+    """What a structural schema with strict field validation refuses in `value`: unknown fields, wrong types,
+    missing required fields (CEL rules are the integration test's: tests/integration/test_katib_examples.py)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+        return []
+    kind = schema.get("type")
+    if value is None:
+        return [] if schema.get("nullable") else [f"{path}: null"]
+    checks = {"object": dict, "array": list, "string": str, "boolean": bool}
+    if kind in checks and not isinstance(value, checks[kind]):
+        return [f"{path}: not {kind}"]
+    if kind in ("number", "integer") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return [f"{path}: not {kind}"]
+    if kind == "string" and "enum" in schema and value not in schema["enum"]:
+        return [f"{path}: {value!r} not in {schema['enum']}"]
+    problems = []
+    if kind == "object" and "properties" in schema:
+        problems += [f"{path}.{name}: required" for name in schema.get("required", []) if name not in value]
+        for name, item in value.items():
+            if name not in schema["properties"]:
+                problems.append(f"{path}.{name}: unknown field")
+            else:
+                problems += schema_problems(item, schema["properties"][name], f"{path}.{name}")
+    elif kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        for name, item in value.items():
+            problems += schema_problems(item, schema["additionalProperties"], f"{path}.{name}")
+    elif kind == "array":
+        for i, item in enumerate(value):
+            problems += schema_problems(item, schema["items"], f"{path}[{i}]")
+    return problems
+
+
+@pytest.mark.parametrize("path", KATIB_EXAMPLES, ids=lambda p: str(p.relative_to(DATA / "katib")))
+def test_the_crd_schema_takes_every_katib_example_as_written(path: Path) -> None:
+    from dial.api.crds import custom_resource_definitions
+
+    crd = custom_resource_definitions()["dial.dev_experiments.yaml"]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema_problems(yaml.safe_load(as_dial(path)), schema, "") == []
+
+
+def test_the_schema_check_finds_what_strict_validation_refuses() -> None:
+    from dial.api.crds import custom_resource_definitions
+
+    schema = custom_resource_definitions()["dial.dev_experiments.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    data = yaml.safe_load(example("hp-tuning/random.yaml"))
+    data["spec"]["algorithm"]["algorithmSetings"] = []
+    data["spec"]["parameters"][0]["parameterType"] = "float"
+    assert schema_problems(data, schema, "") == [
+        ".spec.algorithm.algorithmSetings: unknown field",
+        ".spec.parameters[0].parameterType: 'float' not in ['double', 'int', 'categorical', 'discrete']"]
