@@ -355,3 +355,14 @@ def test_the_schema_check_finds_what_strict_validation_refuses() -> None:
     assert schema_problems(data, schema, "") == [
         ".spec.algorithm.algorithmSetings: unknown field",
         ".spec.parameters[0].parameterType: 'float' not in ['double', 'int', 'categorical', 'discrete']"]
+
+
+def test_status_and_kubectl_get_show_the_algorithm_by_dials_name() -> None:
+    from dial.api.crds import custom_resource_definitions
+    from dial.engine import plan
+    from helpers import NOW
+
+    experiment = load_experiment(example("hp-tuning/bayesian-optimization.yaml"))
+    assert plan(experiment, [], now=NOW).status.algorithm == "bayesian"  # Katib's bayesianoptimization
+    columns = custom_resource_definitions()["dial.dev_experiments.yaml"]["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert {"name": "Algorithm", "type": "string", "jsonPath": ".status.algorithm", "priority": 1} in columns

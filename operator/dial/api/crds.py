@@ -122,7 +122,7 @@ def custom_resource_definitions() -> dict[str, dict[str, Any]]:
         _column("GPU-h", ".status.budget.gpuHours", "number"),
         _column("Failed", ".status.trials.failed", "integer", priority=1),
         _column("Pareto", ".status.paretoFrontSize", "integer", priority=1),
-        _column("Algorithm", ".spec.algorithm.name", priority=1),
+        _column("Algorithm", ".status.algorithm", priority=1),
         age,
     ])
     trial = _resource("Trial", "trials", ["tr"], TrialSpec, TrialStatus, [

@@ -388,6 +388,9 @@ class ExperimentStatus(ApiModel):
     trials_created: int = 0
     trials_done: int = 0
     progress: str = "0/0"
+    # The strategy by Dial's name, whichever name the spec gave it (Katib's algorithmName, an alias): what
+    # `kubectl get experiments -o wide` shows, in one form.
+    algorithm: str | None = None
     best_trial: BestTrial | None = None
     best_objective: float | None = None
     # Multi-objective only: the non-dominated succeeded trials (at most MAX_PARETO_FRONT, spread
