@@ -203,3 +203,71 @@ def test_katib_pbt_without_a_claim_is_refused_by_the_operator() -> None:
     [error] = kube_spec_errors(katib("hp-tuning/simple-pbt.yaml"))
     assert error.path == "spec.algorithm.settings.checkpoint_claim_name"
     assert "Katib's checkpoint convention" in error.message
+
+
+CONFIG_MAP_TEMPLATE = """
+apiVersion: batch/v1
+kind: Job
+spec:
+  template:
+    spec:
+      containers:
+        - name: training-container
+          image: docker.io/kubeflowkatib/mxnet-mnist:latest
+          command:
+            - "python3"
+            - "/opt/mxnet-mnist/mnist.py"
+            - "--lr=${trialParameters.learningRate}"
+            - "--num-layers=${trialParameters.numberLayers}"
+            - "--optimizer=${trialParameters.optimizer}"
+      restartPolicy: Never
+"""
+
+
+def config_map_experiment() -> dict[str, Any]:
+    data = yaml.safe_load((KATIB / "trial-template/trial-configmap-source.yaml").read_text())
+    data["apiVersion"] = "dial.dev/v1alpha1"
+    return data
+
+
+def test_the_operator_reads_the_template_from_its_config_map() -> None:
+    from dial.kube.reconcile import read_experiment
+
+    asked: list[tuple[str, str]] = []
+
+    def config_maps(namespace: str, name: str) -> dict[str, Any] | None:
+        asked.append((namespace, name))
+        return {"data": {"defaultTrialTemplate.yaml": CONFIG_MAP_TEMPLATE}}
+
+    experiment, errors = read_experiment(config_map_experiment(), config_maps)
+    assert errors == [] and asked == [("kubeflow", "trial-templates")]
+    assert experiment is not None
+    job = trial_job(experiment, stored_trial(experiment), CollectorSettings())
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[4:] == ["python3", "/opt/mxnet-mnist/mnist.py", "--lr=0.01", "--num-layers=2", "--optimizer=sgd"]
+
+
+@pytest.mark.parametrize(("config_map", "expected"), [
+    (None, "spec.trialTemplate.configMap: ConfigMap kubeflow/trial-templates does not exist"),
+    ({"data": {"other.yaml": "{}"}}, "spec.trialTemplate.configMap.templatePath: ConfigMap kubeflow/trial-templates "
+                                     "has no key 'defaultTrialTemplate.yaml' (keys: other.yaml)"),
+    ({"data": {"defaultTrialTemplate.yaml": "- a list"}},
+     "spec.trialTemplate.configMap.templatePath: ConfigMap kubeflow/trial-templates defaultTrialTemplate.yaml: "
+     "expected a workload manifest, got list"),
+])
+def test_a_config_map_template_that_cannot_be_read_says_why(config_map: Any, expected: str) -> None:
+    from dial.kube.reconcile import read_experiment
+
+    experiment, errors = read_experiment(config_map_experiment(), lambda namespace, name: config_map)
+    assert experiment is None and [str(e) for e in errors] == [expected]
+
+
+def test_a_config_map_template_is_checked_once_read() -> None:
+    from dial.kube.reconcile import read_experiment
+
+    broken = CONFIG_MAP_TEMPLATE.replace("name: training-container", "name: trainer")
+    experiment, errors = read_experiment(config_map_experiment(),
+                                         lambda namespace, name: {"data": {"defaultTrialTemplate.yaml": broken}})
+    assert experiment is not None
+    assert [str(e) for e in errors] == ["spec.trialTemplate.primaryContainerName: no container named "
+                                        "'training-container' in trialSpec (has 'trainer')"]
