@@ -271,3 +271,24 @@ def test_a_config_map_template_is_checked_once_read() -> None:
     assert experiment is not None
     assert [str(e) for e in errors] == ["spec.trialTemplate.primaryContainerName: no container named "
                                         "'training-container' in trialSpec (has 'trainer')"]
+
+
+class EventRecorder:
+    """Only what Reconciler._warn calls of the Kubernetes client."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, bool]] = []
+
+    def post_event(self, obj: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        self.events.append((reason, message, warning))
+
+
+def test_the_operator_posts_the_warnings_as_events() -> None:
+    from dial.kube.reconcile import Reconciler
+
+    recorder = EventRecorder()
+    experiment = katib("resume-experiment/long-running-resume.yaml")
+    Reconciler(recorder, CollectorSettings())._warn({"metadata": {"name": experiment.name}}, experiment)  # type: ignore[arg-type]
+    [(reason, message, warning)] = recorder.events
+    assert (reason, warning) == ("SpecWarning", True)
+    assert message.startswith("spec.resumePolicy: LongRunning has no effect in Dial")

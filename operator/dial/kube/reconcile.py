@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from dial.api.experiment import Condition, Experiment, ExperimentPhase, ExperimentStatus
 from dial.api.trial import Trial, TrialPhase, TrialStatus
 from dial.api.zoom import ZoomStatus, zoomed_further
-from dial.engine import SpecError, finalize_trial, new_trial, plan, validate_experiment
+from dial.engine import SpecError, experiment_warnings, finalize_trial, new_trial, plan, validate_experiment
 from dial.engine import reasons
 from dial.engine.plan import Plan, StopOrder, TrialProposal
 from dial.engine.trials import mark_running
@@ -154,6 +154,8 @@ class Reconciler:
         if errors or experiment is None:
             self._reject(raw, world, errors, now)
             return
+        if experiment.status.start_time is None:  # once, before the first trial: not on every reconcile
+            self._warn(raw, experiment)
         if experiment.spec.warm_start is not None and experiment.status.warm_start is None:
             self._snapshot_warm_start(raw, experiment)
         trials = self._sync_trials(experiment, world, now)
@@ -356,6 +358,11 @@ class Reconciler:
                      current.finish.reason, current.finish.message)
 
     # -- invalid specs
+    def _warn(self, raw: dict[str, Any], experiment: Experiment) -> None:
+        """What the spec says that Dial accepts but does not act on, as Warning events (never silently)."""
+        for warning in experiment_warnings(experiment):
+            self.kube.post_event(raw, reasons.SPEC_WARNING, str(warning), warning=True)
+
     def _reject(self, raw: dict[str, Any], world: World, errors: list[SpecError], now: datetime) -> None:
         """Failed with a condition naming the fields; running trials stopped; no retry until the spec changes."""
         message = "; ".join(str(e) for e in errors)
