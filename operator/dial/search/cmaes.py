@@ -66,6 +66,13 @@ class Cmaes(Strategy):
         from cmaes import CMA
 
         self.validate()
+        regime, optimizer = self.replay(history)
+        proposals = [decode(self.space, optimizer.ask()) for _ in range(n)]
+        return without_duplicates(self.space, history, proposals, self.rng(history))
+
+    def replay(self, history: Sequence[TrialRecord]) -> tuple[_Regime, Any]:
+        """The optimiser after telling it every complete generation of the history (restarting where the
+        restart strategy says), and the regime it is in."""
         seed = self.settings.random_state if self.settings.random_state is not None else self.seed
         solutions = self._solutions(history)
         regime = _Regime(self.population_size, self.settings.sigma)
@@ -81,8 +88,7 @@ class Cmaes(Strategy):
             if self.settings.restart_strategy != "none" and optimizer.should_stop():
                 self._restart(regime, seed)
                 optimizer = self._optimizer(regime, seed, draw_seed=len(history))
-        proposals = [decode(self.space, optimizer.ask()) for _ in range(n)]
-        return without_duplicates(self.space, history, proposals, self.rng(history))
+        return regime, optimizer
 
     def _optimizer(self, regime: _Regime, seed: int, *, draw_seed: int) -> Any:
         from cmaes import CMA
