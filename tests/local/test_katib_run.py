@@ -68,3 +68,36 @@ def test_katibs_json_file_collector_example_reads_the_metrics_file(tmp_path: Pat
     assert done.returncode == 0, done.stdout + done.stderr
     trials = results(tmp_path / "out")["trials"]
     assert len(trials) == 2 and all(t["status"]["objective"] is not None for t in trials)
+
+
+def with_katib_mnist(relative: str, tmp_path: Path, log_path: str | None = None, **spec: Any) -> Path:
+    """Katib's file with its pytorch-mnist training replaced by dial.examples.katib_mnist (same flags, same
+    log lines) and, on a laptop, its pod path for the metrics file made relative to the run's directory."""
+    text = (KATIB / relative).read_text().replace("apiVersion: kubeflow.org/v1beta1\nkind: Experiment",
+                                                   "apiVersion: dial.dev/v1alpha1\nkind: Experiment")
+    data = yaml.safe_load(text)
+    [container] = data["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    container.pop("image")
+    container["command"] = ["python", "-m", "dial.examples.katib_mnist",
+                            *[a for a in container["command"][2:] if not a.startswith("--log-path")],
+                            *([f"--log-path={log_path}"] if log_path else [])]
+    if log_path:
+        data["spec"]["metricsCollectorSpec"]["source"]["fileSystemPath"]["path"] = log_path
+    data["spec"].update(spec)
+    path = tmp_path / Path(relative).name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_katibs_file_collector_example_with_its_regular_expression(tmp_path: Path) -> None:
+    # Trials share the run's directory on a laptop: each writes its own file (Katib's ${trialSpec.Name}).
+    path = with_katib_mnist("metrics-collector/file-metrics-collector.yaml", tmp_path,
+                            log_path="mnist-${trialSpec.Name}.log", maxTrialCount=2, parallelTrialCount=2)
+    done = dial("run", str(path), "--output", str(tmp_path / "out"), "--no-live", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = results(tmp_path / "out")["trials"]
+    assert len(trials) == 2
+    for trial in trials:
+        # `{metricName: accuracy, metricValue: 0.8844}` lines, one per epoch, read with Katib's filter.
+        accuracy = next(o for o in trial["status"]["observations"] if o["name"] == "accuracy")
+        assert accuracy["nPoints"] == 1 and 0 < trial["status"]["objective"] <= 1

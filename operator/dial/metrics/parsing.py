@@ -10,7 +10,7 @@ from typing import Iterable
 
 from dial.api.experiment import MetricsFormat
 
-STEP_KEYS = ("step", "epoch", "iteration", "iter", "trial_step")
+STEP_KEYS = ("step", "epoch", "iteration", "iter", "trial_step", "global_step")  # global_step: Katib's hypertune
 _NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity|Infinity)"
 _PAIR = re.compile(rf"(?<![\w.-])([A-Za-z_][\w./-]*)\s*=\s*({_NUMBER})(?![\w.])")
 
