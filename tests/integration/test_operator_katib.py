@@ -20,9 +20,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 KATIB = Path(__file__).resolve().parents[1] / "data" / "katib"
 # simple-pbt trains Katib's own pbt_test.py and keeps checkpoints on a claim Katib creates itself: not
-# one of the mnist trials (its rendering is unit-tested in tests/unit/test_katib_workloads.py).
+# one of the mnist trials (its rendering is unit-tested in tests/unit/test_katib_workloads.py). The
+# custom collector example relies on its own container to parse `{metricName: accuracy, ...}` lines; Dial
+# reads that file with its File collector (name=value pairs), which finds no accuracy there (a warning says so).
+NOT_MNIST_AS_IS = {"simple-pbt.yaml", "custom-metrics-collector.yaml"}
 RUNNABLE = sorted(p for d in ("hp-tuning", "early-stopping", "metrics-collector") for p in (KATIB / d).glob("*.yaml")
-                  if p.name != "simple-pbt.yaml")
+                  if p.name not in NOT_MNIST_AS_IS)
 
 
 def katib_on_the_worker_image(path: Path, namespace: str) -> dict[str, Any]:
