@@ -366,3 +366,9 @@ def test_status_and_kubectl_get_show_the_algorithm_by_dials_name() -> None:
     assert plan(experiment, [], now=NOW).status.algorithm == "bayesian"  # Katib's bayesianoptimization
     columns = custom_resource_definitions()["dial.dev_experiments.yaml"]["spec"]["versions"][0]["additionalPrinterColumns"]
     assert {"name": "Algorithm", "type": "string", "jsonPath": ".status.algorithm", "priority": 1} in columns
+
+
+def test_a_config_map_template_is_a_warning_that_it_is_not_checked_here() -> None:
+    warnings = experiment_warnings(load_experiment(example("trial-template/trial-configmap-source.yaml")))
+    assert [w.path for w in warnings] == ["spec.trialTemplate.configMap"]
+    assert "read from ConfigMap 'trial-templates' (defaultTrialTemplate.yaml) when the operator runs" in warnings[0].message

@@ -362,6 +362,12 @@ def experiment_warnings(experiment: Experiment) -> list[SpecError]:
     trial."""
     warnings = [SpecError(note.path, note.message) for note in experiment.warnings]
     template = experiment.spec.trial_template
+    if template.config_map is not None:
+        source = template.config_map
+        warnings.append(SpecError("spec.trialTemplate.configMap",
+                                  f"the trial template is read from ConfigMap {source.config_map_name!r} "
+                                  f"({source.template_path}) when the operator runs the experiment; it is not "
+                                  "checked here"))
     if template.trial_spec is None or template.trial_parameters is None:
         return warnings
     used = template.placeholders()
