@@ -214,6 +214,13 @@ def test_a_wrong_api_version_is_the_only_error() -> None:
     (lambda s: s["parameters"][0]["feasibleSpace"].update(distribution="gaussian"),
      "spec.parameters[0].feasibleSpace.distribution: 'gaussian' is not one of Katib's distributions (uniform, "
      "logUniform, normal, logNormal); Dial's scale is linear or log"),
+    (lambda s: s["parameters"][1].update(parameterType="float"),
+     "spec.parameters[1].parameterType: 'float' is not one of Katib's parameter types double, int, categorical, "
+     "discrete (Dial's type)"),
+    (lambda s: s.update(metricsCollectorSpec={"source": {"fileSystemPath": {"path": "/m", "format": "YAML"}},
+                                              "collector": {"kind": "File"}}),
+     "spec.metricsCollectorSpec.source.fileSystemPath.format: 'YAML' is not TEXT or JSON (Dial's "
+     "metricsCollector.format)"),
     (lambda s: s.update(resumePolicy="Sometimes"),
      "spec.resumePolicy: 'Sometimes' is not one of Katib's resume policies (Never, LongRunning, FromVolume)"),
     (lambda s: s.update(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"}}),

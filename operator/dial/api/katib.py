@@ -34,6 +34,7 @@ RESUME_POLICIES = {
     "FromVolume": "Dial has no suggestion state to keep on a volume: a restarted operator rebuilds it from the "
                   "trials' history",
 }
+PARAMETER_TYPES = ("double", "int", "categorical", "discrete")
 COLLECTOR_KINDS = ("StdOut", "File", "TensorFlowEvent", "None", "Custom", "PrometheusMetric")
 METRIC_STRATEGIES = ("min", "max", "latest")
 
@@ -250,6 +251,9 @@ def _random_state(spec: dict[str, Any], out: Normalised) -> None:
 
 
 def _parameter(parameter: dict[str, Any], path: str, out: Normalised) -> None:
+    if "parameterType" in parameter and parameter["parameterType"] not in PARAMETER_TYPES:
+        out.errors.append(Note(f"{path}.parameterType", f"{parameter.pop('parameterType')!r} is not one of Katib's "
+                                                        f"parameter types {', '.join(PARAMETER_TYPES)} (Dial's type)"))
     _rename(parameter, "parameterType", "type", path, out)
     space = parameter.get("feasibleSpace")
     if not isinstance(space, dict):
@@ -356,6 +360,10 @@ def _metrics_collector(spec: dict[str, Any], out: Normalised) -> None:
                                                                          f"{expected.lower()}, not a "
                                                                          f"{file_path['kind']!r}"))
     if "format" in file_path:
+        if file_path["format"] not in ("TEXT", "JSON"):
+            out.errors.append(Note(f"{path}.source.fileSystemPath.format", f"{file_path['format']!r} is not TEXT or "
+                                                                           "JSON (Dial's metricsCollector.format)"))
+            return
         dial["format"] = file_path["format"]
     formats = (source.get("filter") or {}).get("metricsFormat")
     if formats is not None:
