@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dial import __version__
 from dial.api.experiment import Experiment, ExperimentPhase
-from dial.engine import ExperimentError, load_experiment
+from dial.engine import ExperimentError, experiment_warnings, load_experiment
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -22,7 +22,11 @@ def _load(path: Path) -> Experiment:
         text = path.read_text()
     except OSError as exc:
         raise ExperimentError([], str(path)) from exc
-    return load_experiment(text, str(path))
+    experiment = load_experiment(text, str(path))
+    # Accepted but not meant to be silent: Katib fields that mean nothing (or something else) in Dial.
+    for warning in experiment_warnings(experiment):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    return experiment
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -198,7 +202,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     from dial.api.experiment import MetricsFormat, ObjectiveSpec
     from dial.kube.client import Kube, load_api_client
-    from dial.metrics.collector import Collector, FileFollower
+    from dial.metrics.collector import Collector, FileFollower, LineSource
     from dial.metrics.parsing import MetricReader
 
     try:
@@ -207,9 +211,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
         print(f"dial collect: --objective: not an objective spec: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     kube = Kube(load_api_client())
-    collector = Collector(
-        FileFollower(args.source), MetricReader(objective.metric_names, MetricsFormat(args.format)), objective,
-        lambda patch: kube.patch_trial_status(args.namespace, args.trial, patch), interval=args.interval)
+    if args.format == "TensorFlowEvent":  # a directory of event files, read as JSON metric lines
+        from dial.metrics.tfevents import EventDirectoryFollower
+
+        follower: LineSource = EventDirectoryFollower(args.source, objective.metric_names)
+        reader = MetricReader(objective.metric_names, MetricsFormat.json)
+    else:
+        follower = FileFollower(args.source)
+        reader = MetricReader(objective.metric_names, MetricsFormat(args.format), patterns=args.metrics_format)
+    collector = Collector(follower, reader, objective,
+                          lambda patch: kube.patch_trial_status(args.namespace, args.trial, patch), interval=args.interval)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -316,7 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--namespace", required=True)
     collect.add_argument("--trial", required=True, help="the Trial's name")
     collect.add_argument("--source", type=Path, required=True, help="the training's output file or metrics file")
-    collect.add_argument("--format", choices=["TEXT", "JSON"], default="TEXT")
+    collect.add_argument("--format", choices=["TEXT", "JSON", "TensorFlowEvent"], default="TEXT",
+                         help="TensorFlowEvent: --source is a directory of TensorFlow event files")
+    collect.add_argument("--metrics-format", action="append", default=None, metavar="REGEX",
+                         help="Katib's filter: a regular expression whose groups are a metric's name and value "
+                              "(repeatable; TEXT only)")
     collect.add_argument("--objective", required=True, help="the experiment's spec.objective as JSON")
     collect.add_argument("--interval", type=float, default=1.0, help="seconds between status writes (default: %(default)s)")
     collect.add_argument("--ready-file", type=Path, default=None, help="file to create once ready to collect")

@@ -136,6 +136,7 @@ OPERATOR_NAMESPACED = {
     ("", "pods/log"): {"get"},
     ("", "serviceaccounts"): {"get"},
     ("", "events"): {"create"},
+    ("", "configmaps"): {"get"},
 }
 KOPF_DISCOVERY = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
                   ("", "namespaces"): {"list", "watch"}}

@@ -61,3 +61,21 @@ def test_the_reader_summarises_what_the_output_held() -> None:
     silent = MetricReader(["loss"], MetricsFormat.json)
     silent.feed(["hello", "loss=3"])
     assert silent.summary().describe() == "none of its 2 output lines held a metric (JSON: JSON objects with numbers)"
+
+
+def test_katibs_metrics_format_regular_expressions() -> None:
+    from dial.metrics.parsing import MetricReader
+
+    reader = MetricReader(["accuracy", "loss"], patterns=["{metricName: ([\\w|-]+), metricValue: ((-?\\d+)(\\.\\d+)?)}"])
+    points = reader.feed(["{metricName: accuracy, metricValue: 0.8}", "epoch=1 loss=0.3",
+                          "{metricName: loss, metricValue: -1.5} {metricName: accuracy, metricValue: 0.9}"])
+    assert [(p.name, p.step, p.value) for p in points] == [("accuracy", 1.0, 0.8), ("accuracy", 2.0, 0.9),
+                                                           ("loss", 1.0, -1.5)]
+
+
+def test_lightgbm_lines_with_katibs_filter() -> None:
+    from dial.metrics.parsing import MetricReader
+
+    reader = MetricReader(["valid_1 auc"], patterns=["(\\w+\\s\\w+)\\s:\\s((-?\\d+)(\\.\\d+)?)"])
+    [point] = reader.feed(["[LightGBM] [Info] Iteration:1, valid_1 auc : 0.77"])
+    assert (point.name, point.value) == ("valid_1 auc", 0.77)

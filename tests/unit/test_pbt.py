@@ -137,11 +137,22 @@ def test_invalid_settings_name_the_field(settings, path, message):
     assert any(e.path == path and message in e.message for e in errors), errors
 
 
-def test_pbt_template_without_checkpoint_placeholders_is_refused():
+def test_pbt_template_with_one_checkpoint_placeholder_is_refused():
     exp = experiment(algorithm={"name": "pbt", "settings": SETTINGS})
+    container = exp.spec.trial_template.job_spec["template"]["spec"]["containers"][0]
+    container["command"].append("--checkpoint-dir=${trialParameters.checkpointDir}")
     messages = [str(e) for e in validate_experiment(exp)]
-    assert any("spec.trialTemplate.trialSpec: algorithm pbt needs ${trialParameters.checkpointDir}" in m for m in messages)
-    assert any("${trialParameters.parentCheckpointDir}" in m for m in messages)
+    assert any("spec.trialTemplate.trialSpec: algorithm pbt needs ${trialParameters.parentCheckpointDir}" in m
+               for m in messages)
+
+
+def test_pbt_template_without_checkpoint_placeholders_is_katibs_convention_a_pod_only_can_follow():
+    from dial.local.runner import check_runnable
+
+    exp = experiment(algorithm={"name": "pbt", "settings": SETTINGS})
+    assert validate_experiment(exp) == []  # each trial's own directory is mounted at suggestion_trial_dir
+    with pytest.raises(ExperimentError, match="Katib's checkpoint convention"):
+        check_runnable(exp)
 
 
 def test_pbt_refuses_zoom_and_warm_start():

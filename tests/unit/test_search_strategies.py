@@ -191,3 +191,30 @@ def test_unit_rows_are_to_unit_bit_for_bit() -> None:
     assert rows.shape == (200, len(MIXED.dimensions))
     assert all((MIXED.to_unit(a) == row).all() for a, row in zip(assignments, rows))
     assert MIXED.to_unit_rows([]).shape == (0, len(MIXED.dimensions))
+
+
+def flat_history(n: int) -> list[TrialRecord]:
+    """Trials that all score the same: CMA-ES sees no progress and, after enough generations, stops."""
+    rng = np.random.default_rng(0)
+    return [TrialRecord(i, {"x": float(rng.uniform(-5, 5)), "y": float(rng.uniform(-5, 5))}, 1.0, True) for i in range(n)]
+
+
+@pytest.mark.parametrize(("strategy", "population", "restarts"), [("none", 6, 0), ("ipop", 12, 1)])
+def test_cmaes_restart_strategy_restarts_a_stalled_search_with_a_larger_population(
+        strategy: str, population: int, restarts: int) -> None:
+    cmaes = make_strategy("cmaes", {"restart_strategy": strategy}, PLANE, seed=2)
+    regime, _ = cmaes.replay(flat_history(6 * 40))  # type: ignore[attr-defined]
+    assert (regime.population, regime.restarts) == (population, restarts)
+
+
+def test_cmaes_bipop_alternates_large_and_small_populations_deterministically() -> None:
+    cmaes = make_strategy("cmaes", {"restart_strategy": "bipop"}, PLANE, seed=2)
+    regime, _ = cmaes.replay(flat_history(6 * 200))  # type: ignore[attr-defined]
+    assert regime.restarts >= 2 and regime.large_restarts >= 1 and regime.small_budget > 0
+    again, _ = make_strategy("cmaes", {"restart_strategy": "bipop"}, PLANE, seed=2).replay(flat_history(6 * 200))  # type: ignore[attr-defined]
+    assert again == regime
+
+
+def test_cmaes_restart_strategy_is_checked() -> None:
+    with pytest.raises(ValueError, match="restart_strategy"):
+        make_strategy("cmaes", {"restart_strategy": "sometimes"}, PLANE, seed=0)

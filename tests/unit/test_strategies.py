@@ -27,6 +27,8 @@ STRATEGY_CASES: list[tuple[str, dict]] = [
     ("tpe", {"n_startup_trials": 4, "constant_liar": False}),
     ("multivariate-tpe", {"n_startup_trials": 4}),
     ("cmaes", {}),
+    ("cmaes", {"restart_strategy": "ipop"}),
+    ("cmaes", {"restart_strategy": "bipop"}),
     ("gp", {"n_initial_points": 3}),
 ]
 FINITE_CASES: list[tuple[str, dict]] = [("grid", {}), *STRATEGY_CASES]

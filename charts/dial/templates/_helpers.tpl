@@ -115,4 +115,8 @@ Bound with a Role per watched namespace, or a ClusterRole when it watches all of
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# ConfigMaps: read (one, by name) when an Experiment keeps its trial template in one (trialTemplate.configMap).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 {{- end -}}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -34,3 +34,19 @@ def first_repeat(names: list[str]) -> tuple[int, str] | None:
             return i, name
         seen.add(name)
     return None
+
+
+def required_one_of(dial: str, katib: str) -> Callable[[dict[str, Any]], None]:
+    """A JSON-schema hook for a required field that Katib names otherwise: the CRD requires one of the two
+    names (Katib's is normalised into Dial's before the model reads it, so Python still requires `dial`)."""
+
+    def hook(schema: dict[str, Any]) -> None:
+        required = [name for name in schema.get("required", []) if name != dial]
+        if required:
+            schema["required"] = required
+        else:
+            schema.pop("required", None)
+        schema.setdefault("x-kubernetes-validations", []).append(
+            {"rule": f"has(self.{dial}) || has(self.{katib})", "message": f"{dial} (or Katib's {katib}) is required"})
+
+    return hook

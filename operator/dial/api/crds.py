@@ -33,7 +33,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
         if len(options) == 1:  # `X | None`
             out = _convert({**options[0], **{k: v for k, v in node.items() if k not in _DROPPED_KEYS}}, defs)
-            out["nullable"] = True
+            if "type" in out:  # an untyped node (any value) already admits null
+                out["nullable"] = True
             return out
         # A union of scalar types (a parameter value): any JSON value, checked by the operator.
         return {"x-kubernetes-preserve-unknown-fields": True, **({"description": node["description"]} if "description" in node else {})}
@@ -121,7 +122,7 @@ def custom_resource_definitions() -> dict[str, dict[str, Any]]:
         _column("GPU-h", ".status.budget.gpuHours", "number"),
         _column("Failed", ".status.trials.failed", "integer", priority=1),
         _column("Pareto", ".status.paretoFrontSize", "integer", priority=1),
-        _column("Algorithm", ".spec.algorithm.name", priority=1),
+        _column("Algorithm", ".status.algorithm", priority=1),
         age,
     ])
     trial = _resource("Trial", "trials", ["tr"], TrialSpec, TrialStatus, [

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidatorFunctionWrapHandler, field_validator, model_validator
 
-from dial.api.base import API_GROUP, API_VERSION, ApiModel, first_repeat
+from dial.api import gjson
+from dial.api.base import API_GROUP, API_VERSION, ApiModel, first_repeat, required_one_of
+from dial.api.katib import KatibMetricsCollectorSpec, NameValue, Note, katib_alias, normalise
 from dial.api.space import ParameterSpec, ParameterValue
 from dial.api.warm_start import WarmStartSpec, WarmStartStatus
 from dial.api.zoom import ZoomSpec, ZoomStatus
@@ -50,9 +52,11 @@ class ObjectiveMetric(ApiModel):
 class ObjectiveSpec(ApiModel):
     """One objective (`type` + `metricName`, Katib's form) or two or more (`objectives`, a Pareto front)."""
 
-    # The API server refuses an objective that is neither form at `kubectl apply` time (CEL).
+    # The API server refuses an objective that is neither form at `kubectl apply` time (CEL); Katib's
+    # objectiveMetricName stands for metricName there, as it does once normalised.
     model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
-        {"rule": "has(self.objectives) ? !has(self.type) && !has(self.metricName) : has(self.type) && has(self.metricName)",
+        {"rule": "has(self.objectives) ? !has(self.type) && !has(self.metricName) && !has(self.objectiveMetricName) "
+                 ": has(self.type) && (has(self.metricName) || has(self.objectiveMetricName))",
          "message": "objective: give type and metricName (one objective) or objectives (two or more), not both"},
     ]}}
 
@@ -62,6 +66,8 @@ class ObjectiveSpec(ApiModel):
     goal: float | None = None
     additional_metric_names: list[str] = Field(default_factory=list)
     metric_strategy: MetricStrategy = MetricStrategy.best
+    objective_metric_name: str | None = katib_alias("objectiveMetricName")
+    metric_strategies: list[NameValue] | None = katib_alias("metricStrategies")
 
     @model_validator(mode="after")
     def _one_form(self) -> "ObjectiveSpec":
@@ -123,21 +129,33 @@ class ObjectiveSpec(ApiModel):
 class AlgorithmSpec(ApiModel):
     """A search strategy by name; `settings` are checked against that strategy's typed settings."""
 
+    model_config = ApiModel.model_config | {"json_schema_extra": required_one_of("name", "algorithmName")}
+
     name: Annotated[str, Field(min_length=1)]
     settings: dict[str, Any] = Field(default_factory=dict)
     zoom: ZoomSpec | None = None
+    algorithm_name: str | None = katib_alias("algorithmName")
+    algorithm_settings: list[NameValue] | None = katib_alias("algorithmSettings")
 
 
 class EarlyStoppingSpec(ApiModel):
     """A stop rule by name; `settings` are checked against that rule's typed settings."""
 
+    model_config = ApiModel.model_config | {"json_schema_extra": required_one_of("name", "algorithmName")}
+
     name: Annotated[str, Field(min_length=1)]
     settings: dict[str, Any] = Field(default_factory=dict)
+    algorithm_name: str | None = katib_alias("algorithmName")
+    algorithm_settings: list[NameValue] | None = katib_alias("algorithmSettings")
 
 
 class CollectorKind(str, Enum):
     stdout = "StdOut"
     file = "File"
+    # TensorFlow summaries: `path` is the directory the training writes its event files to.
+    tensorflow_event = "TensorFlowEvent"
+    # No collector: nothing reads the trial's metrics (Katib's None, for trials that report elsewhere).
+    none = "None"
 
 
 class MetricsFormat(str, Enum):
@@ -151,12 +169,31 @@ class MetricsCollectorSpec(ApiModel):
     kind: CollectorKind = CollectorKind.stdout
     format: MetricsFormat = MetricsFormat.text
     path: str | None = None
+    # Katib's filter: regular expressions whose first group is a metric's name and second its value,
+    # instead of Dial's `name=value` pairs (TEXT only).
+    metrics_format: Annotated[list[str], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _path_for_files(self) -> "MetricsCollectorSpec":
-        if self.kind is CollectorKind.file and not self.path:
-            raise ValueError("path: required when kind is File")
+        if self.kind in (CollectorKind.file, CollectorKind.tensorflow_event) and not self.path:
+            what = "the event files' directory" if self.kind is CollectorKind.tensorflow_event else "the metrics file"
+            raise ValueError(f"path: required when kind is {self.kind.value} ({what})")
+        if self.metrics_format is not None and self.format is not MetricsFormat.text:
+            raise ValueError("metricsFormat: regular expressions read TEXT output; JSON lines are read by key")
         return self
+
+    @field_validator("metrics_format")
+    @classmethod
+    def _two_groups(cls, patterns: list[str] | None) -> list[str] | None:
+        for i, pattern in enumerate(patterns or []):
+            try:
+                groups = re.compile(pattern).groups
+            except re.error as exc:
+                raise ValueError(f"metricsFormat[{i}]: not a regular expression ({exc})") from None
+            if groups < 2:
+                raise ValueError(f"metricsFormat[{i}]: needs two groups, the metric's name and its value "
+                                 f"(has {groups})")
+        return patterns
 
 
 class TrialParameterSpec(ApiModel):
@@ -170,20 +207,70 @@ class TrialParameterSpec(ApiModel):
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.([A-Za-z0-9_.-]+)\}")
 
 
+class ConfigMapSource(ApiModel):
+    """A trial template kept in a ConfigMap (Katib's): the operator reads `templatePath` from it."""
+
+    config_map_name: Annotated[str, Field(min_length=1)]
+    config_map_namespace: str | None = None
+    template_path: Annotated[str, Field(min_length=1)]
+
+
 class TrialTemplate(ApiModel):
-    """A Job manifest (or just its `spec`) with `${trialParameters.NAME}` placeholders."""
+    """A workload manifest (a Job, or just its `spec`; or another kind with pod templates) with
+    `${trialParameters.NAME}` placeholders, given inline or in a ConfigMap."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "has(self.trialSpec) != has(self.configMap)",
+         "message": "trialTemplate: give trialSpec or configMap (one of them)"},
+    ]}}
 
     primary_container_name: str | None = None
+    # Which of the workload's pods get the metrics collector, by their labels (all when unset).
+    primary_pod_labels: dict[str, str] | None = None
     trial_parameters: list[TrialParameterSpec] | None = None
-    trial_spec: dict[str, Any]
+    trial_spec: dict[str, Any] | None = None
+    config_map: ConfigMapSource | None = None
+    # GJSON paths into the workload object: the trial succeeded (failed) once the path finds an object or
+    # a non-empty array. For kinds other than Job; a Job's own conditions are read directly.
+    success_condition: str | None = None
+    failure_condition: str | None = None
+    retain: bool | None = katib_alias("retain")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TrialTemplate":
+        if (self.trial_spec is None) == (self.config_map is None):
+            raise ValueError("trialSpec: give trialSpec or configMap (a template in a ConfigMap), one of them")
+        return self
+
+    @field_validator("success_condition", "failure_condition")
+    @classmethod
+    def _gjson(cls, condition: str | None) -> str | None:
+        if condition is not None:
+            try:
+                gjson.parse(condition)
+            except gjson.GjsonError as exc:
+                raise ValueError(f"not a GJSON path Dial reads: {exc}") from None
+        return condition
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The trial's workload as given (empty until a ConfigMap template is read in)."""
+        return self.trial_spec or {}
+
+    @property
+    def is_job(self) -> bool:
+        """A batch/v1 Job (or only a Job's spec), as opposed to another kind of workload."""
+        spec = self.manifest
+        return "template" in spec or (spec.get("kind", "Job") == "Job" and spec.get("apiVersion", "batch/v1") == "batch/v1")
 
     @property
     def job_spec(self) -> dict[str, Any]:
         """The Job's `spec`, whether the user gave a whole Job or only its spec."""
-        return self.trial_spec.get("spec", self.trial_spec) if "template" not in self.trial_spec else self.trial_spec
+        spec = self.manifest
+        return spec.get("spec", spec) if "template" not in spec else spec
 
     def placeholders(self) -> set[str]:
-        return set(PLACEHOLDER.findall(_flatten_strings(self.trial_spec)))
+        return set(PLACEHOLDER.findall(_flatten_strings(self.manifest)))
 
 
 def _flatten_strings(obj: Any) -> str:
@@ -197,6 +284,11 @@ def _flatten_strings(obj: Any) -> str:
 
 
 class ExperimentSpec(ApiModel):
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "!has(self.nasConfig)",
+         "message": "neural architecture search (Katib's nasConfig) is out of scope for Dial"},
+    ]}}
+
     objective: ObjectiveSpec
     # maxItems bounds the CEL cost estimate of the feasibleSpace rules (the API server rejects the CRD without it).
     parameters: Annotated[list[ParameterSpec], Field(min_length=1, max_length=100)]
@@ -215,6 +307,10 @@ class ExperimentSpec(ApiModel):
     max_experiment_seconds: Annotated[int, Field(ge=1)] | None = None
     max_gpu_hours: Annotated[float, Field(gt=0)] | None = None
     warm_start: WarmStartSpec | None = None
+    metrics_collector_spec: KatibMetricsCollectorSpec | None = katib_alias("metricsCollectorSpec")
+    resume_policy: Literal["Never", "LongRunning", "FromVolume"] | None = katib_alias("resumePolicy")
+    # Accepted by the schema only so that the API server can say why it is refused (below).
+    nas_config: dict[str, Any] | None = katib_alias("nasConfig")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ExperimentSpec":
@@ -292,6 +388,9 @@ class ExperimentStatus(ApiModel):
     trials_created: int = 0
     trials_done: int = 0
     progress: str = "0/0"
+    # The strategy by Dial's name, whichever name the spec gave it (Katib's algorithmName, an alias): what
+    # `kubectl get experiments -o wide` shows, in one form.
+    algorithm: str | None = None
     best_trial: BestTrial | None = None
     best_objective: float | None = None
     # Multi-objective only: the non-dominated succeeded trials (at most MAX_PARETO_FRONT, spread
@@ -322,6 +421,27 @@ class Experiment(ApiModel):
     metadata: ObjectMeta
     spec: ExperimentSpec
     status: ExperimentStatus = Field(default_factory=ExperimentStatus)
+    # What reading Katib's fields had to say (see dial.api.katib); never part of the manifest.
+    _katib_warnings: list[Note] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _from_katib(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> "Experiment":
+        """Katib's names become Dial's before any field is read, so everything after sees one form."""
+        warnings: list[Note] = []
+        if isinstance(data, dict):
+            normalised = normalise(data)
+            if normalised.errors:
+                raise ValueError(str(normalised.errors[0]))
+            data, warnings = normalised.data, normalised.warnings
+        experiment = handler(data)
+        experiment._katib_warnings = warnings
+        return experiment
+
+    @property
+    def warnings(self) -> list[Note]:
+        """Katib fields that were accepted but mean nothing (or something else) in Dial."""
+        return list(self._katib_warnings)
 
     @model_validator(mode="after")
     def _kind(self) -> "Experiment":

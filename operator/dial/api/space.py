@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
-from dial.api.base import ApiModel
+from dial.api.base import ApiModel, required_one_of
+from dial.api.katib import katib_alias
 
 PARAMETER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 ParameterValue = float | int | str
 ValueList = list[float | str]
+# Katib writes bounds as strings ("0.01"): the API server takes a number or a string (any value, checked
+# by CEL below and by the model), and the model reads a numeric string as its number.
+Bound = Annotated[float, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}],
+                                         "description": "A number (Katib's strings such as \"0.01\" are read as numbers)."})]
 
 
 class ParameterType(str, Enum):
@@ -30,19 +35,24 @@ class Scale(str, Enum):
 class FeasibleSpace(ApiModel):
     """Bounds (`min`/`max`, optional `step`) or an explicit `list` of values."""
 
-    # The API server enforces these at `kubectl apply` time (CEL), before the operator sees them.
+    # The API server enforces these at `kubectl apply` time (CEL), before the operator sees them. The
+    # bounds may be Katib's numeric strings, so they are compared as double() of whatever they are.
     model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
-        {"rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+        {"rule": "!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)",
          "message": "feasibleSpace.min must not be greater than max"},
-        {"rule": "!has(self.scale) || self.scale != 'log' || !has(self.min) || self.min > 0",
+        {"rule": "!has(self.scale) || self.scale != 'log' || !has(self.min) || double(self.min) > 0.0",
          "message": "feasibleSpace.min must be > 0 on a log scale"},
+        {"rule": "!has(self.distribution) || !(self.distribution in ['logUniform', 'logNormal']) || !has(self.min) "
+                 "|| double(self.min) > 0.0",
+         "message": "feasibleSpace.min must be > 0 with a logUniform or logNormal distribution"},
     ]}}
 
-    min: float | None = None
-    max: float | None = None
-    step: Annotated[float, Field(gt=0)] | None = None
+    min: Bound | None = None
+    max: Bound | None = None
+    step: Annotated[Bound, Field(gt=0)] | None = None
     list: Annotated[ValueList, Field(min_length=1)] | None = None
     scale: Scale = Scale.linear
+    distribution: Literal["uniform", "logUniform", "normal", "logNormal"] | None = katib_alias("distribution")
 
 
 class ActiveWhen(ApiModel):
@@ -55,11 +65,14 @@ class ActiveWhen(ApiModel):
 class ParameterSpec(ApiModel):
     """One tunable parameter."""
 
+    model_config = ApiModel.model_config | {"json_schema_extra": required_one_of("type", "parameterType")}
+
     name: Annotated[str, Field(pattern=PARAMETER_NAME_PATTERN, max_length=63)]
     type: ParameterType
     feasible_space: FeasibleSpace
     # Checked against the other parameters (unknown parent, cycles, values) by the engine's validation.
     active_when: ActiveWhen | None = None
+    parameter_type: ParameterType | None = katib_alias("parameterType")
 
     @model_validator(mode="after")
     def _check_space(self) -> "ParameterSpec":

@@ -28,3 +28,9 @@ def checkpoint_values(root: str, trial_name: str, parent: str | None) -> dict[st
     """The checkpoint placeholders of one trial: its own directory, and its parent's ('' in generation 0)."""
     return {CHECKPOINT_DIR: posixpath.join(root, trial_name),
             PARENT_CHECKPOINT_DIR: posixpath.join(root, parent) if parent else ""}
+
+
+def katib_checkpoints(experiment: Experiment) -> bool:
+    """pbt with Katib's convention: the template names no checkpoint placeholder, because every trial finds its
+    own checkpoint directory, pre-filled with its parent's, mounted at `suggestion_trial_dir`."""
+    return uses_checkpoints(experiment) and not (experiment.spec.trial_template.placeholders() & set(CHECKPOINT_PLACEHOLDERS))

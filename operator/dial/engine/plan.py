@@ -282,6 +282,7 @@ def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts
         trials_created=len(trials) + n_new,
         trials_done=counts.done,
         progress=f"{counts.done}/{spec.max_trial_count}",
+        algorithm=spec.algorithm.name,
         start_time=previous.start_time or now,
         warm_start=previous.warm_start,
         zoom=search_state(experiment, trials)[2] if spec.algorithm.zoom is not None else None,

@@ -9,6 +9,8 @@ FIRST_TRIALS_FAILED = "FirstTrialsFailed"
 NO_TRIAL_SUCCEEDED = "NoTrialSucceeded"
 SPACE_EXHAUSTED = "SearchSpaceExhausted"
 INVALID_SPEC = "InvalidSpec"
+# Accepted but without (the same) meaning in Dial: a Katib field, a parameter that reaches no trial.
+SPEC_WARNING = "SpecWarning"
 SUSPENDED = "Suspended"
 RUNNING = "TrialsRunning"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 from dataclasses import dataclass
 from typing import Any, Sequence, get_args
@@ -9,12 +10,14 @@ from typing import Any, Sequence, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from dial.api.base import ApiModel
+from dial.api.base import API_GROUP, API_VERSION, ApiModel
 from dial.api.experiment import KUBERNETES_NAME_PATTERN, Experiment
+from dial.api.katib import KATIB_API_VERSION, katib_field_hint, normalise
 from dial.api.space import PARAMETER_NAME_PATTERN, ParameterSpec, ParameterType
 from dial.engine.checkpoints import CHECKPOINT_DIR, CHECKPOINT_PLACEHOLDERS, PARENT_CHECKPOINT_DIR, uses_checkpoints
 from dial.engine.job_fields import unknown_fields
-from dial.engine.template import placeholder_references, primary_container
+from dial.engine.template import is_metadata_reference, placeholder_references, primary_container
+from dial.engine.workloads import UnknownWorkload, pod_slots, primary_pod_labels, primary_slots
 from dial.search import STRATEGIES, SearchSpace, make_strategy
 from dial.stopping import RULES, make_rule
 
@@ -86,7 +89,8 @@ def _known_fields(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[s
         return []
     # Resources are camelCase on the wire; algorithm and rule settings follow Katib's snake_case.
     camel = issubclass(model, ApiModel)
-    return [(f.alias or n) if camel else n for n, f in model.model_fields.items()]
+    # Katib's aliases are accepted on the way in but are not fields to suggest.
+    return [(f.alias or n) if camel else n for n, f in model.model_fields.items() if not f.exclude]
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -99,6 +103,8 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _unknown_field_message(field: Any, known: list[str]) -> str:
+    if (hint := katib_field_hint(str(field))) is not None:
+        return f"unknown field here: {hint}"
     close = difflib.get_close_matches(str(field), known, n=1, cutoff=0.6) if known else []
     if not close:
         lowered = {k.lower().replace("_", ""): k for k in known}
@@ -136,6 +142,14 @@ def parse_experiment(data: Any, source: str = "experiment") -> Experiment:
     """Validate a decoded manifest into an Experiment (fields only; see `validate_experiment`)."""
     if not isinstance(data, dict):
         raise ExperimentError([SpecError("", f"expected a mapping (an Experiment manifest), got {type(data).__name__}")], source)
+    # Before any field: a wrong apiVersion explains every error after it, so it is the only one reported.
+    dial = f"{API_GROUP}/{API_VERSION}"
+    if (api_version := data.get("apiVersion", dial)) != dial:
+        hint = (f"; Dial reads Katib's Experiment as it is, so change only apiVersion to {dial}"
+                if api_version == KATIB_API_VERSION else "")
+        raise ExperimentError([SpecError("apiVersion", f"expected {dial}, got {api_version!r}{hint}")], source)
+    if errors := normalise(data).errors:
+        raise ExperimentError([SpecError(e.path, e.message) for e in errors], source)
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:
@@ -266,17 +280,13 @@ def condition_errors(parameters: Sequence[ParameterSpec]) -> list[SpecError]:
 def _template_errors(experiment: Experiment) -> list[SpecError]:
     spec = experiment.spec
     template = spec.trial_template
+    if template.trial_spec is None:
+        return []  # in a ConfigMap: checked by the operator once it has read it
     errors: list[SpecError] = [SpecError(path, message) for path, message in unknown_fields(template.trial_spec)]
-    try:
-        primary_container(template.job_spec, template.primary_container_name)
-    except KeyError:
-        containers = template.job_spec.get("template", {}).get("spec", {}).get("containers", [])
-        if template.primary_container_name and containers:
-            have = ", ".join(repr(c.get("name")) for c in containers)
-            errors.append(SpecError("spec.trialTemplate.primaryContainerName",
-                                    f"no container named {template.primary_container_name!r} in trialSpec (has {have})"))
-        else:
-            errors.append(SpecError("spec.trialTemplate.trialSpec", "no containers in template.spec"))
+    if template.is_job:
+        errors += _job_container_errors(experiment)
+    else:
+        errors += _workload_errors(experiment)
     names = {p.name for p in spec.parameters}
     references = placeholder_references(template)
     errors += _checkpoint_errors(experiment)
@@ -296,16 +306,78 @@ def _template_errors(experiment: Experiment) -> list[SpecError]:
             if declared.name in CHECKPOINT_PLACEHOLDERS:
                 continue
             ref = references[declared.name]
-            if ref not in names:
+            if ref not in names and not is_metadata_reference(ref):
                 errors.append(SpecError(f"spec.trialTemplate.trialParameters[{i}].reference",
                                         f"{ref!r} is not a parameter of this experiment"))
     referenced = {ref for name, ref in references.items() if name in used}
+    declared = set(references.values())
     for i, p in enumerate(spec.parameters):
-        if p.name not in referenced:
+        # Declared in trialParameters but placed nowhere: a warning (template_warnings), as Katib's own
+        # examples do it (Tekton's); never declared at all is a mistake.
+        if p.name not in referenced and p.name not in declared:
             errors.append(SpecError(f"spec.parameters[{i}].name",
                                     f"parameter {p.name!r} is never used in trialTemplate "
                                     f"(add ${{trialParameters.{p.name}}} to the container's command or args)"))
     return errors
+
+
+def _job_container_errors(experiment: Experiment) -> list[SpecError]:
+    template = experiment.spec.trial_template
+    try:
+        primary_container(template.job_spec, template.primary_container_name)
+    except KeyError:
+        containers = template.job_spec.get("template", {}).get("spec", {}).get("containers", [])
+        if template.primary_container_name and containers:
+            have = ", ".join(repr(c.get("name")) for c in containers)
+            return [SpecError("spec.trialTemplate.primaryContainerName",
+                              f"no container named {template.primary_container_name!r} in trialSpec (has {have})")]
+        return [SpecError("spec.trialTemplate.trialSpec", "no containers in template.spec")]
+    return []
+
+
+def _workload_errors(experiment: Experiment) -> list[SpecError]:
+    """A kind other than Job: its pod templates must be found, and the primary pods and container in them."""
+    template = experiment.spec.trial_template
+    try:
+        slots = pod_slots(copy.deepcopy(template.manifest))
+    except UnknownWorkload as exc:
+        return [SpecError("spec.trialTemplate.trialSpec", str(exc))]
+    labels = primary_pod_labels(template.manifest, template.primary_pod_labels)
+    primary = primary_slots(slots, labels)
+    if not primary:
+        seen = "; ".join(f"{s.path}: {s.labels or '{}'}" for s in slots)
+        return [SpecError("spec.trialTemplate.primaryPodLabels",
+                          f"no pod template of the {template.manifest.get('kind')} has the labels "
+                          f"{labels} (pods get: {seen})")]
+    if not any(s.container(template.primary_container_name) is not None for s in primary):
+        have = sorted({n for s in primary for n in s.names()})
+        return [SpecError("spec.trialTemplate.primaryContainerName",
+                          f"no container named {template.primary_container_name!r} in the primary pods "
+                          f"({', '.join(s.path for s in primary)}; containers: {', '.join(have) or 'none'})")]
+    return []
+
+
+def experiment_warnings(experiment: Experiment) -> list[SpecError]:
+    """What is accepted but probably not meant: Katib fields without a Dial meaning, parameters that reach no
+    trial."""
+    warnings = [SpecError(note.path, note.message) for note in experiment.warnings]
+    template = experiment.spec.trial_template
+    if template.config_map is not None:
+        source = template.config_map
+        warnings.append(SpecError("spec.trialTemplate.configMap",
+                                  f"the trial template is read from ConfigMap {source.config_map_name!r} "
+                                  f"({source.template_path}) when the operator runs the experiment; it is not "
+                                  "checked here"))
+    if template.trial_spec is None or template.trial_parameters is None:
+        return warnings
+    used = template.placeholders()
+    for i, declared in enumerate(template.trial_parameters):
+        if declared.name not in used and declared.name not in CHECKPOINT_PLACEHOLDERS:
+            warnings.append(SpecError(f"spec.trialTemplate.trialParameters[{i}].name",
+                                      f"${{trialParameters.{declared.name}}} appears nowhere in trialSpec, so "
+                                      f"{declared.reference or declared.name!r} reaches no trial: every trial runs "
+                                      "with the same value"))
+    return warnings
 
 
 CHECKPOINT_MEANING = {CHECKPOINT_DIR: "the directory this trial writes its checkpoint to",
@@ -318,7 +390,8 @@ def _checkpoint_errors(experiment: Experiment) -> list[SpecError]:
     used = spec.trial_template.placeholders()
     errors: list[SpecError] = []
     if uses_checkpoints(experiment):
-        for placeholder in CHECKPOINT_PLACEHOLDERS:
+        # Neither placeholder is Katib's convention (katib_checkpoints): the directory is mounted, not named.
+        for placeholder in CHECKPOINT_PLACEHOLDERS if used & set(CHECKPOINT_PLACEHOLDERS) else ():
             if placeholder not in used:
                 errors.append(SpecError("spec.trialTemplate.trialSpec",
                                         f"algorithm {spec.algorithm.name} needs ${{trialParameters.{placeholder}}} "

@@ -126,6 +126,9 @@ class Kube:
         return self.request("GET", f"/api/v1/namespaces/{namespace}/pods",
                             query={"labelSelector": f"{EXPERIMENT_LABEL}={experiment}"})["items"]
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+
     def service_account_exists(self, namespace: str, name: str) -> bool:
         return self._get_or_none(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}") is not None
 

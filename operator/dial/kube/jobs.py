@@ -14,8 +14,9 @@ from dial.api.base import API_GROUP, API_VERSION
 from dial.api.experiment import CollectorKind, Experiment
 from dial.api.trial import Trial
 from dial.engine import SpecError, render_job_spec
-from dial.engine.checkpoints import pbt_settings
-from dial.engine.template import primary_container, substitute
+from dial.engine.checkpoints import katib_checkpoints, pbt_settings
+from dial.engine.template import primary_container, substitute, trial_metadata
+from dial.engine.workloads import PodSlot, pod_slots, primary_pod_labels, primary_slots
 
 EXPERIMENT_LABEL = f"{API_GROUP}/experiment"
 TRIAL_LABEL = f"{API_GROUP}/trial"
@@ -26,6 +27,8 @@ OUTPUT_FILE = f"{OUTPUT_DIR}/output.log"
 READY_FILE = f"{OUTPUT_DIR}/collector.ready"
 METRICS_VOLUME = "dial-metrics"
 CHECKPOINT_VOLUME = "dial-checkpoints"
+CHECKPOINT_COPIER = "dial-checkpoint"
+ALL_CHECKPOINTS_DIR = "/var/lib/dial/all-checkpoints"
 TEMPLATE_CONTAINERS = "spec.trialTemplate.trialSpec.spec.template.spec.containers"
 
 # POSIX sh, so it runs in any image with a shell. It first waits (up to 2 minutes) for the
@@ -93,6 +96,17 @@ def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
     if spec.warm_start is not None and spec.warm_start.results_files:
         return [SpecError("spec.warmStart.resultsFiles", "results files are read by `dial run` only; on Kubernetes "
                                                          "name the earlier Experiments in spec.warmStart.experiments")]
+    template = spec.trial_template
+    if template.config_map is not None:
+        return [SpecError("spec.trialTemplate.configMap",
+                          "the operator does not read trial templates from ConfigMaps yet: put the template "
+                          f"({template.config_map.template_path}) under spec.trialTemplate.trialSpec")]
+    if not template.is_job:
+        # Rendered and validated (trial_workload), but creating, watching and judging them by successCondition
+        # and failureCondition is the JobSet/Kueue workload work, not done yet.
+        return [SpecError("spec.trialTemplate.trialSpec",
+                          f"the operator runs batch/v1 Job trials only so far; a {template.manifest.get('kind')} "
+                          "trial validates and renders, but is not run on the cluster yet")]
     try:
         container = primary_container(spec.trial_template.job_spec, spec.trial_template.primary_container_name)
     except KeyError:
@@ -101,6 +115,11 @@ def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
         pbt = pbt_settings(experiment)
     except ValidationError:
         pbt = None  # reported by validate_experiment
+    if pbt is not None and pbt.checkpoint_claim_name is None and katib_checkpoints(experiment):
+        return [SpecError("spec.algorithm.settings.checkpoint_claim_name",
+                          "pbt with Katib's checkpoint convention mounts each trial's own directory of a shared "
+                          f"volume at suggestion_trial_dir {pbt.suggestion_trial_dir!r}: name the ReadWriteMany "
+                          "PersistentVolumeClaim that holds them")]
     if pbt is not None and pbt.checkpoint_claim_name is None and not _mounted(container, pbt.suggestion_trial_dir):
         return [SpecError("spec.algorithm.settings.checkpoint_claim_name",
                           f"pbt trials share checkpoints under suggestion_trial_dir {pbt.suggestion_trial_dir!r}: name a "
@@ -132,10 +151,10 @@ def trial_job(experiment: Experiment, trial: dict[str, Any], collector: Collecto
     pod = template.setdefault("spec", {})
     pod.setdefault("serviceAccountName", collector.service_account)
     container = primary_container(spec, experiment.spec.trial_template.primary_container_name)
-    _mount_checkpoints(experiment, pod, container)
-    source, collector_mounts = _collector_source(experiment, name, namespace, pod, container)
-    init = pod.setdefault("initContainers", [])
-    init.insert(0, _collector_container(experiment, name, namespace, source, collector_mounts, collector))
+    slot = PodSlot("spec.template", {}, pod.setdefault("containers", []), pod.setdefault("initContainers", []),
+                   pod.setdefault("volumes", []))
+    _mount_checkpoints(experiment, slot, container, name, trial["spec"].get("parentTrial"), collector)
+    _add_collector(experiment, name, namespace, slot, container, collector)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -145,26 +164,93 @@ def trial_job(experiment: Experiment, trial: dict[str, Any], collector: Collecto
     }
 
 
+def trial_workload(experiment: Experiment, trial: dict[str, Any], collector: CollectorSettings) -> dict[str, Any]:
+    """The workload of a Trial whose template is another kind than Job (PyTorchJob, TFJob, MPIJob, XGBoostJob,
+    an Argo Workflow, a Tekton PipelineRun): the rendered manifest, named and owned like a Job, with the
+    collector in each pod picked by primaryPodLabels that holds the primary container."""
+    template = experiment.spec.trial_template
+    name = trial["metadata"]["name"]
+    namespace = trial["metadata"].get("namespace") or experiment.metadata.namespace or "default"
+    manifest = render_job_spec(experiment, name, trial["spec"]["parameterAssignments"],
+                               parent=trial["spec"].get("parentTrial"))
+    labels = {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: name}
+    metadata = manifest.setdefault("metadata", {})
+    metadata.update({"name": name, "namespace": namespace, "ownerReferences": [owner_reference(trial)]})
+    metadata.setdefault("labels", {}).update(labels)
+    instrumented = 0
+    for slot in primary_slots(pod_slots(manifest), primary_pod_labels(manifest, template.primary_pod_labels)):
+        container = slot.container(template.primary_container_name)
+        if container is None:
+            continue
+        if slot.sidecars is None:
+            raise ValueError(f"{manifest.get('kind')}: {slot.path} has no place for another container, so Dial "
+                             "cannot add its metrics collector to these pods")
+        if slot.pod_metadata is not None:
+            slot.pod_metadata.setdefault("labels", {}).update(labels)
+        _mount_checkpoints(experiment, slot, container, name, trial["spec"].get("parentTrial"), collector)
+        _add_collector(experiment, name, namespace, slot, container, collector)
+        instrumented += 1
+    if not instrumented:
+        raise ValueError(f"no pod of the {manifest.get('kind')} holds the primary container "
+                         f"{template.primary_container_name!r}")
+    return manifest
+
+
+def _add_collector(experiment: Experiment, trial_name: str, namespace: str, slot: PodSlot, container: dict[str, Any],
+                   collector: CollectorSettings) -> None:
+    """The training's output made readable and the collector next to it (none for Katib's collector kind None)."""
+    if experiment.spec.metrics_collector.kind is CollectorKind.none:
+        return
+    source, collector_mounts = _collector_source(experiment, trial_name, namespace, slot.volumes, container)
+    sidecar = _collector_container(experiment, trial_name, namespace, source, collector_mounts, collector)
+    if not slot.native_sidecar:
+        sidecar.pop("restartPolicy")  # an ordinary sidecar container (Tekton runs and stops its own)
+    assert slot.sidecars is not None  # checked by the callers
+    slot.sidecars.insert(0, sidecar)
+
+
 def _mounted(container: dict[str, Any], path: str) -> bool:
     """Whether a volume is mounted at `path` or above it in the container."""
     return any(path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")
                for m in container.get("volumeMounts") or [])
 
 
-def _mount_checkpoints(experiment: Experiment, pod: dict[str, Any], container: dict[str, Any]) -> None:
-    """pbt: the checkpoint claim at suggestion_trial_dir, where every trial writes and reads checkpoints."""
+def _mount_checkpoints(experiment: Experiment, slot: PodSlot, container: dict[str, Any], trial_name: str,
+                       parent: str | None, collector: CollectorSettings) -> None:
+    """pbt: the checkpoint claim at suggestion_trial_dir, where every trial writes and reads checkpoints.
+
+    With Katib's convention (no checkpoint placeholder in the template) only the trial's own directory is mounted
+    there, and an init container first copies the parent trial's checkpoint into it, as Katib's suggestion does.
+    """
     settings = pbt_settings(experiment)
     if settings is None or settings.checkpoint_claim_name is None:
         return
-    pod.setdefault("volumes", []).append(
+    slot.volumes.append(
         {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": settings.checkpoint_claim_name}})
-    container.setdefault("volumeMounts", []).append({"name": CHECKPOINT_VOLUME, "mountPath": settings.suggestion_trial_dir})
+    if not katib_checkpoints(experiment):
+        container.setdefault("volumeMounts", []).append(
+            {"name": CHECKPOINT_VOLUME, "mountPath": settings.suggestion_trial_dir})
+        return
+    container.setdefault("volumeMounts", []).append(
+        {"name": CHECKPOINT_VOLUME, "mountPath": settings.suggestion_trial_dir, "subPath": trial_name})
+    own = posixpath.join(ALL_CHECKPOINTS_DIR, trial_name)
+    copy_parent = posixpath.join(ALL_CHECKPOINTS_DIR, parent) if parent else ""
+    assert slot.sidecars is not None  # checked by the callers
+    slot.sidecars.insert(0, {
+        "name": CHECKPOINT_COPIER,
+        "image": collector.image,
+        # No `$(` (Kubernetes would expand it): the two directories come as arguments.
+        "command": ["sh", "-c", 'mkdir -p "$1" && if [ -n "$2" ]; then cp -a "$2/." "$1/"; fi', "sh", own, copy_parent],
+        "volumeMounts": [{"name": CHECKPOINT_VOLUME, "mountPath": ALL_CHECKPOINTS_DIR}],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+        "securityContext": COLLECTOR_SECURITY_CONTEXT,
+    })
 
 
-def _collector_source(experiment: Experiment, trial_name: str, namespace: str, pod: dict[str, Any],
+def _collector_source(experiment: Experiment, trial_name: str, namespace: str, volumes: list[dict[str, Any]],
                       container: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Make the training's metrics readable by the sidecar; return the file it follows and its mounts."""
-    volumes = pod.setdefault("volumes", [])
+    """Make the training's metrics readable by the sidecar; return the file (or event directory) it follows
+    and its mounts."""
     mounts = container.setdefault("volumeMounts", [])
     collector = experiment.spec.metrics_collector
     volumes.append({"name": OUTPUT_VOLUME, "emptyDir": {}})
@@ -178,8 +264,8 @@ def _collector_source(experiment: Experiment, trial_name: str, namespace: str, p
                                                 {"name": "DIAL_COLLECTOR_READY", "value": READY_FILE}])
     if collector.kind is CollectorKind.stdout:
         return OUTPUT_FILE, [output_mount]
-    meta = {"Name": trial_name, "Namespace": namespace, "Experiment": experiment.name}
-    path = substitute(collector.path or "", {}, meta)
+    meta = trial_metadata(experiment.spec.trial_template, trial_name, namespace, experiment.name)
+    path = substitute(collector.path or "", {}, meta).rstrip("/") or "/"
     if not posixpath.isabs(path):
         path = posixpath.join(container["workingDir"], path)
     for existing in mounts:
@@ -188,9 +274,16 @@ def _collector_source(experiment: Experiment, trial_name: str, namespace: str, p
             shared = {key: existing[key] for key in ("name", "mountPath", "subPath") if key in existing}
             return path, [output_mount] if existing is output_mount else [output_mount, shared]
     volumes.append({"name": METRICS_VOLUME, "emptyDir": {}})
-    mount = {"name": METRICS_VOLUME, "mountPath": posixpath.dirname(path)}
+    # TensorFlow writes event files into the directory itself; other collectors read a file in it.
+    directory = path if collector.kind is CollectorKind.tensorflow_event else posixpath.dirname(path)
+    mount = {"name": METRICS_VOLUME, "mountPath": directory}
     mounts.append(mount)
     return path, [output_mount, mount]
+
+
+def _collector_format(experiment: Experiment) -> str:
+    collector = experiment.spec.metrics_collector
+    return collector.kind.value if collector.kind is CollectorKind.tensorflow_event else collector.format.value
 
 
 def _collector_container(experiment: Experiment, trial_name: str, namespace: str, source: str,
@@ -206,7 +299,8 @@ def _collector_container(experiment: Experiment, trial_name: str, namespace: str
             "--namespace", namespace,
             "--trial", trial_name,
             "--source", source,
-            "--format", spec.metrics_collector.format.value,
+            "--format", _collector_format(experiment),
+            *[arg for pattern in spec.metrics_collector.metrics_format or () for arg in ("--metrics-format", pattern)],
             "--objective", json.dumps(spec.objective.to_wire(), separators=(",", ":")),
             "--interval", f"{collector.interval_seconds:g}",
             "--ready-file", READY_FILE,

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+import yaml
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from dial.api.experiment import Condition, Experiment, ExperimentPhase, ExperimentStatus
 from dial.api.trial import Trial, TrialPhase, TrialStatus
 from dial.api.zoom import ZoomStatus, zoomed_further
-from dial.engine import SpecError, finalize_trial, new_trial, plan, validate_experiment
+from dial.engine import SpecError, experiment_warnings, finalize_trial, new_trial, plan, validate_experiment
 from dial.engine import reasons
 from dial.engine.plan import Plan, StopOrder, TrialProposal
 from dial.engine.trials import mark_running
@@ -81,18 +82,54 @@ class World:
     by_name: dict[str, Trial] = field(default_factory=dict)
 
 
-def read_experiment(raw: dict[str, Any]) -> tuple[Experiment | None, list[SpecError]]:
-    """The Experiment as stored, or the problems that stop it from running (field paths included)."""
+def read_experiment(raw: dict[str, Any], config_maps: ConfigMaps | None = None) -> tuple[Experiment | None, list[SpecError]]:
+    """The Experiment as stored, or the problems that stop it from running (field paths included).
+
+    A trial template kept in a ConfigMap (`trialTemplate.configMap`) is read in through `config_maps`, and
+    checked like one given inline.
+    """
     manifest = {key: raw[key] for key in ("apiVersion", "kind", "metadata", "spec") if key in raw}
     try:
         experiment = parse_experiment(manifest)
     except ExperimentError as exc:
         return None, exc.errors
+    if experiment.spec.trial_template.config_map is not None and config_maps is not None:
+        if (error := read_config_map_template(experiment, config_maps)) is not None:
+            return None, [error]
     try:
         experiment.status = ExperimentStatus.model_validate(raw.get("status") or {})
     except ValidationError:
         experiment.status = ExperimentStatus()  # rewritten whole below; a damaged status must not block
     return experiment, [*validate_experiment(experiment), *kube_spec_errors(experiment)]
+
+
+ConfigMaps = Callable[[str, str], dict[str, Any] | None]  # (namespace, name) -> the ConfigMap, or None
+
+
+def read_config_map_template(experiment: Experiment, config_maps: ConfigMaps) -> SpecError | None:
+    """Put the trial template from its ConfigMap under trialSpec (as Katib does), or say why it cannot be read."""
+    template = experiment.spec.trial_template
+    source = template.config_map
+    assert source is not None
+    namespace = source.config_map_namespace or experiment.metadata.namespace or "default"
+    where = f"ConfigMap {namespace}/{source.config_map_name}"
+    config_map = config_maps(namespace, source.config_map_name)
+    if config_map is None:
+        return SpecError("spec.trialTemplate.configMap", f"{where} does not exist")
+    text = (config_map.get("data") or {}).get(source.template_path)
+    if text is None:
+        keys = ", ".join(sorted(config_map.get("data") or {})) or "none"
+        return SpecError("spec.trialTemplate.configMap.templatePath",
+                         f"{where} has no key {source.template_path!r} (keys: {keys})")
+    try:
+        trial_spec = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return SpecError("spec.trialTemplate.configMap.templatePath", f"{where} {source.template_path}: not YAML ({exc})")
+    if not isinstance(trial_spec, dict):
+        return SpecError("spec.trialTemplate.configMap.templatePath",
+                         f"{where} {source.template_path}: expected a workload manifest, got {type(trial_spec).__name__}")
+    experiment.spec.trial_template = template.model_copy(update={"trial_spec": trial_spec, "config_map": None})
+    return None
 
 
 def status_wire(status: TrialStatus | ExperimentStatus, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -129,12 +166,14 @@ class Reconciler:
             if self.metrics is not None:
                 self.metrics.forget(namespace, name)
             return  # the garbage collector removes Trials and Jobs through their owner references
-        experiment, errors = read_experiment(raw)
+        experiment, errors = read_experiment(raw, self.kube.get_config_map)
         now = self.clock()
         world = self._read_world(namespace, name) if fresh else self._cached_world(namespace, name)
         if errors or experiment is None:
             self._reject(raw, world, errors, now)
             return
+        if experiment.status.start_time is None:  # once, before the first trial: not on every reconcile
+            self._warn(raw, experiment)
         if experiment.spec.warm_start is not None and experiment.status.warm_start is None:
             self._snapshot_warm_start(raw, experiment)
         trials = self._sync_trials(experiment, world, now)
@@ -359,6 +398,11 @@ class Reconciler:
                      current.finish.reason, current.finish.message)
 
     # -- invalid specs
+    def _warn(self, raw: dict[str, Any], experiment: Experiment) -> None:
+        """What the spec says that Dial accepts but does not act on, as Warning events (never silently)."""
+        for warning in experiment_warnings(experiment):
+            self.kube.post_event(raw, reasons.SPEC_WARNING, str(warning), warning=True)
+
     def _reject(self, raw: dict[str, Any], world: World, errors: list[SpecError], now: datetime) -> None:
         """Failed with a condition naming the fields; running trials stopped; no retry until the spec changes."""
         message = "; ".join(str(e) for e in errors)

@@ -14,7 +14,8 @@ from dial.api.zoom import zoomed_further
 from dial.engine import ExperimentError, SpecError, finalize_trial, new_trial, plan, record_points, render_job_spec
 from dial.engine import reasons
 from dial.engine.plan import Plan
-from dial.engine.template import primary_container
+from dial.engine.checkpoints import katib_checkpoints
+from dial.engine.template import rendered_primary_container
 from dial.engine.trials import mark_running
 from dial.local.display import Display
 from dial.local.process import TrialProcess, trial_environment
@@ -44,7 +45,7 @@ def local_command(experiment: Experiment, trial_name: str, assignment: dict, *, 
     template = experiment.spec.trial_template
     job_spec = render_job_spec(experiment, trial_name, assignment, parent=parent,
                                checkpoint_root=str(checkpoint_root) if checkpoint_root is not None else None)
-    container = primary_container(job_spec, template.primary_container_name)
+    container = rendered_primary_container(template, job_spec)
     command = [str(c) for c in [*(container.get("command") or []), *(container.get("args") or [])]]
     env = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
     return command, env, container.get("workingDir")
@@ -52,6 +53,27 @@ def local_command(experiment: Experiment, trial_name: str, assignment: dict, *, 
 
 def check_runnable(experiment: Experiment) -> None:
     """Locally a trial needs an explicit command: there is no image entrypoint to fall back on."""
+    template = experiment.spec.trial_template
+    if template.config_map is not None:
+        source = template.config_map
+        raise ExperimentError([SpecError("spec.trialTemplate.configMap",
+                                         f"dial run cannot read ConfigMap {source.config_map_name!r}: put the template "
+                                         f"({source.template_path}) under spec.trialTemplate.trialSpec")])
+    if template.trial_spec is not None and not template.is_job:
+        kind = template.manifest.get("kind")
+        raise ExperimentError([SpecError("spec.trialTemplate.trialSpec",
+                                         f"dial run runs a batch/v1 Job's primary container; a {kind} trial runs on "
+                                         "Kubernetes, whose controller for it makes the pods")])
+    if experiment.spec.metrics_collector.kind in (CollectorKind.tensorflow_event, CollectorKind.none):
+        raise ExperimentError([SpecError("spec.metricsCollector.kind",
+                                         f"dial run reads metrics from stdout or a file (StdOut or File), not with "
+                                         f"{experiment.spec.metrics_collector.kind.value}")])
+    if katib_checkpoints(experiment):
+        raise ExperimentError([SpecError("spec.trialTemplate.trialSpec",
+                                         "pbt with Katib's checkpoint convention mounts each trial's own checkpoint "
+                                         "directory at suggestion_trial_dir, which only a pod can do; for dial run, pass "
+                                         "${trialParameters.checkpointDir} and ${trialParameters.parentCheckpointDir} "
+                                         "to the training instead")])
     command, _, _ = local_command(experiment, "check", {p.name: 0 for p in experiment.spec.parameters})
     if not command:
         raise ExperimentError([SpecError("spec.trialTemplate.trialSpec.spec.template.spec.containers[].command",
@@ -157,7 +179,8 @@ class LocalRunner:
         process = TrialProcess(command, env=trial_environment(env), cwd=cwd, log_path=trial_dir / "output.log",
                                metrics_file=metrics_file)
         mark_running(trial, now)
-        reader = MetricReader(spec.objective.metric_names, spec.metrics_collector.format)
+        reader = MetricReader(spec.objective.metric_names, spec.metrics_collector.format,
+                              patterns=spec.metrics_collector.metrics_format)
         self.running[trial.name] = LocalTrial(trial, process, reader)
         params = " ".join(f"{k}={v}" for k, v in trial.spec.parameter_assignments.items())
         origin = f" (from {trial.spec.parent_trial})" if trial.spec.parent_trial else ""

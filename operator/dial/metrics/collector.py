@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from dial.api.experiment import ObjectiveSpec
 from dial.api.trial import TrialStatus
@@ -29,6 +29,12 @@ POLL_SECONDS = 0.2
 RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0  # an outage costs at most this much delay after it ends
 MAX_READ_BYTES = 1 << 20
+
+
+class LineSource(Protocol):
+    """Where a collector's lines come from: a followed file, or event files turned into JSON lines."""
+
+    def read_lines(self, *, final: bool = False) -> list[str]: ...
 
 
 class FileFollower:
@@ -60,7 +66,7 @@ class FileFollower:
 class Collector:
     """Turns followed lines into a TrialStatus and publishes it at most once per `interval` seconds."""
 
-    def __init__(self, follower: FileFollower, reader: MetricReader, objective: ObjectiveSpec, publish: Publish,
+    def __init__(self, follower: LineSource, reader: MetricReader, objective: ObjectiveSpec, publish: Publish,
                  *, interval: float = 1.0, retry_min: float = RETRY_MIN_SECONDS, retry_max: float = RETRY_MAX_SECONDS):
         self.follower = follower
         self.retry_min = retry_min

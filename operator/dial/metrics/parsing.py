@@ -10,7 +10,7 @@ from typing import Iterable
 
 from dial.api.experiment import MetricsFormat
 
-STEP_KEYS = ("step", "epoch", "iteration", "iter", "trial_step")
+STEP_KEYS = ("step", "epoch", "iteration", "iter", "trial_step", "global_step")  # global_step: Katib's hypertune
 _NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|infinity|Infinity)"
 _PAIR = re.compile(rf"(?<![\w.-])([A-Za-z_][\w./-]*)\s*=\s*({_NUMBER})(?![\w.])")
 
@@ -30,6 +30,19 @@ def parse_text_line(line: str) -> tuple[float | None, dict[str, float]]:
             pairs[name] = float(raw)
         except ValueError:
             continue
+    return _split_step(pairs)
+
+
+def parse_pattern_line(line: str, patterns: list[re.Pattern[str]]) -> tuple[float | None, dict[str, float]]:
+    """Katib's `metricsFormat` filter: each regular expression's first group is a name, its second a value
+    (`{metricName: loss, metricValue: 0.41}` with `{metricName: ([\\w|-]+), metricValue: ((-?\\d+)(\\.\\d+)?)}`)."""
+    pairs: dict[str, float] = {}
+    for pattern in patterns:
+        for match in pattern.finditer(line):
+            try:
+                pairs[match.group(1).strip()] = float(match.group(2))
+            except (TypeError, ValueError):
+                continue
     return _split_step(pairs)
 
 
@@ -93,6 +106,8 @@ class MetricReader:
 
     metric_names: list[str]
     format: MetricsFormat = MetricsFormat.text
+    # Katib's metricsFormat regular expressions, instead of name=value pairs (TEXT only).
+    patterns: list[str] | None = None
     _auto_step: dict[str, int] = field(default_factory=dict)
     _names_seen: dict[str, None] = field(default_factory=dict)
     _n_lines: int = 0
@@ -102,7 +117,12 @@ class MetricReader:
         return ReadSummary(self.format, tuple(self._names_seen), self._n_lines, self._n_lines_with_metrics)
 
     def feed(self, lines: Iterable[str]) -> list[MetricPoint]:
-        parse = parse_json_line if self.format is MetricsFormat.json else parse_text_line
+        compiled = [re.compile(p) for p in self.patterns or ()]
+        if compiled:
+            def parse(line: str) -> tuple[float | None, dict[str, float]]:
+                return parse_pattern_line(line, compiled)
+        else:
+            parse = parse_json_line if self.format is MetricsFormat.json else parse_text_line
         points: list[MetricPoint] = []
         for line in lines:
             step, values = parse(line[:10_000])
