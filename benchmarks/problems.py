@@ -33,6 +33,16 @@ class Problem:
     def space(self) -> SearchSpace:
         return SearchSpace.from_parameters([ParameterSpec.model_validate(p) for p in self.parameters])
 
+    def describe(self) -> str:
+        """The kinds of parameters, counted: "2 float", "1 log-float, 1 int, 2 categorical"."""
+        kinds: dict[str, int] = {}
+        for p in self.parameters:
+            kind = {"double": "float", "int": "int", "categorical": "categorical", "discrete": "discrete"}[p["type"]]
+            if p["feasibleSpace"].get("scale") == "log":
+                kind = "log-" + kind
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return ", ".join(f"{n} {k}" for k, n in kinds.items())
+
     def compute_reference(self) -> None:
         """Median loss over quasi-random points: regret 1 means "no better than a typical random point"."""
         points = sobol_points(len(self.parameters), 12345, start=0, n=self.n_reference_points)
@@ -126,12 +136,50 @@ def sgd_digits() -> Problem:
     return Problem("sklearn-sgd-digits", parameters, loss, None, n_reference_points=64)
 
 
+_OPTIMISERS = {  # best log10 learning rate, and the loss floor, of each optimiser
+    "adam": (-3.0, 0.0), "sgd": (-1.2, 0.05), "rmsprop": (-2.6, 0.02), "adagrad": (-1.8, 0.1)}
+_ACTIVATIONS = {"relu": (0.0, 1.0), "tanh": (0.03, 1.5), "sigmoid": (0.12, 2.0)}  # offset, depth sensitivity
+
+
+def mixed_hpo(a: dict[str, Any]) -> float:
+    """A synthetic training loss over a typical mixed space (log-float, int, log-int, two categoricals, float).
+
+    Shaped like a neural network's tuning table: the best learning rate depends on the optimiser,
+    too high a learning rate diverges to a plateau, the best width grows with the depth, and the
+    activation changes how much the depth matters. Best near 0.001 (adam, lr 1e-3, 4 layers, width 128,
+    relu, dropout 0.2). Cheap, so that many seeds are affordable; real models are the sklearn problems.
+    """
+    best_log_lr, floor = _OPTIMISERS[a["optimizer"]]
+    offset, depth_weight = _ACTIVATIONS[a["activation"]]
+    u = math.log10(a["lr"]) - best_log_lr
+    diverged = 0.6 / (1.0 + math.exp(-8.0 * (u - 0.8)))
+    depth = a["layers"] - 4
+    width = math.log2(a["width"]) - 7 - 0.3 * depth
+    return float(floor + offset + 0.08 * u * u + diverged + 0.02 * depth_weight * depth * depth
+                 + 0.03 * width * width + 0.4 * (a["dropout"] - 0.2) ** 2)
+
+
+def mixed_problem() -> Problem:
+    parameters = [
+        real("lr", 1e-5, 1.0, log=True),
+        {"name": "layers", "type": "int", "feasibleSpace": {"min": 1, "max": 8}},
+        {"name": "width", "type": "int", "feasibleSpace": {"min": 16, "max": 1024, "scale": "log"}},
+        {"name": "optimizer", "type": "categorical", "feasibleSpace": {"list": list(_OPTIMISERS)}},
+        {"name": "activation", "type": "categorical", "feasibleSpace": {"list": list(_ACTIVATIONS)}},
+        real("dropout", 0.0, 0.5),
+    ]
+    return Problem("mixed-hpo", parameters, mixed_hpo, None, n_reference_points=1024)
+
+
 def all_problems() -> list[Problem]:
     problems = [
         Problem("peaks", [real("x", -3, 3), real("y", -3, 3)], lambda a: peaks(a["x"], a["y"]), -6.551133332835841),
         Problem("branin", [real("x1", -5, 10), real("x2", 0, 15)], branin, 0.39788735772973816),
         Problem("hartmann6", [real(f"x{i}", 0, 1) for i in range(6)], hartmann6, -3.3223680114155147),
         *(bbob(f) for f in (6, 8, 15, 21)),
+        bbob(21, 2),
+        bbob(6, 10),
+        mixed_problem(),
         svc_digits(),
         sgd_digits(),
     ]

@@ -41,6 +41,16 @@ def test_batched_input_gradients_match_predict_and_finite_differences() -> None:
         assert np.allclose((moved_var - plain_var) / step, dvar[:, j], atol=1e-4)
 
 
+def test_joint_posterior_has_predicts_mean_and_variance_and_is_positive_semidefinite() -> None:
+    x, y = data()
+    gp = GaussianProcess(x, y, Hyper(np.array([0.3, 0.5, 2.0]), 1.2, 1e-3))
+    queries = np.random.default_rng(5).random((40, 3))
+    mean, cov = gp.joint(queries)
+    plain_mean, plain_var = gp.predict(queries)
+    assert np.allclose(mean, plain_mean) and np.allclose(np.diag(cov), plain_var, atol=1e-9)
+    assert np.allclose(cov, cov.T) and np.linalg.eigvalsh(cov).min() > -1e-8
+
+
 def test_added_observations_grow_the_factor_to_the_full_refactorisation() -> None:
     x, y = data()
     hyper = Hyper(np.array([0.3, 0.5, 2.0]), 1.2, 1e-3)

@@ -30,6 +30,7 @@ STRATEGY_CASES: list[tuple[str, dict]] = [
     ("cmaes", {"restart_strategy": "ipop"}),
     ("cmaes", {"restart_strategy": "bipop"}),
     ("gp", {"n_initial_points": 3}),
+    ("gp", {"n_initial_points": 3, "parallel_strategy": "believer"}),
 ]
 FINITE_CASES: list[tuple[str, dict]] = [("grid", {}), *STRATEGY_CASES]
 # Strategies whose trials continue a parent's training repeat assignments by design (a member

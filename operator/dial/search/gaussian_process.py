@@ -206,6 +206,12 @@ class GaussianProcess:
         v *= v
         return kq.T @ self.alpha, np.maximum(self.hyper.signal - v.sum(0), 1e-12)
 
+    def joint(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and covariance (of the latent function) of the rows of `xq` jointly."""
+        kq = matern52(self.x, xq, self.hyper.lengths, self.hyper.signal)
+        v = self.inverse_chol @ kq
+        return kq.T @ self.alpha, matern52(xq, xq, self.hyper.lengths, self.hyper.signal) - v.T @ v
+
     def predict_with_gradient(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Mean and variance at each row of `xq` (q, d), and their gradients (q, d) with respect to it."""
         lengths, signal = self.hyper.lengths, self.hyper.signal
