@@ -276,6 +276,8 @@ def test_a_config_map_template_is_checked_once_read() -> None:
 class EventRecorder:
     """Only what Reconciler._warn calls of the Kubernetes client."""
 
+    cache = None  # read by Reconciler.__init__: no watch-fed cache
+
     def __init__(self) -> None:
         self.events: list[tuple[str, str, bool]] = []
 

@@ -35,17 +35,10 @@ class Scale(str, Enum):
 class FeasibleSpace(ApiModel):
     """Bounds (`min`/`max`, optional `step`) or an explicit `list` of values."""
 
-    # The API server enforces these at `kubectl apply` time (CEL), before the operator sees them. The
-    # bounds may be Katib's numeric strings, so they are compared as double() of whatever they are.
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
-        {"rule": "!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)",
-         "message": "feasibleSpace.min must not be greater than max"},
-        {"rule": "!has(self.scale) || self.scale != 'log' || !has(self.min) || double(self.min) > 0.0",
-         "message": "feasibleSpace.min must be > 0 on a log scale"},
-        {"rule": "!has(self.distribution) || !(self.distribution in ['logUniform', 'logNormal']) || !has(self.min) "
-                 "|| double(self.min) > 0.0",
-         "message": "feasibleSpace.min must be > 0 with a logUniform or logNormal distribution"},
-    ]}}
+    # No CEL rule checks the bounds at `kubectl apply` time: a field that takes a number or Katib's string
+    # ("0.01") is untyped in a structural schema, and CEL cannot see an untyped field. The model checks
+    # them (min <= max, min > 0 on a log scale, step > 0), so `dial validate`, `dial run` and the
+    # operator (the Experiment's Failed condition and event) name the field instead.
 
     min: Bound | None = None
     max: Bound | None = None
