@@ -184,9 +184,10 @@ class Images:
                     os.remove(path)
             self.buildah("umount", ctr, capture_output=True)
             self.buildah("commit", "--quiet", ctr, NOSHELL_REF, capture_output=True)
+            self.save(NOSHELL_REF, out)
         finally:
             self.buildah("rm", ctr, capture_output=True, check=False)
-        self.save(NOSHELL_REF, out)
+            self.release_mounts()
         self.prune("dial-worker-noshell-", keep=out)
         return out
 
@@ -198,7 +199,20 @@ class Images:
             os.remove(path)
 
     def archives(self) -> dict[str, str]:
-        return {PAUSE_IMAGE: self.pause_archive(), worker_ref(): self.worker_archive()}
+        try:
+            return {PAUSE_IMAGE: self.pause_archive(), worker_ref(): self.worker_archive()}
+        finally:
+            self.release_mounts()
+
+    def release_mounts(self) -> None:
+        """Unmount what buildah's store left mounted (its overlay directory, layers of an interrupted
+        build): the archives are what the node uses, and nothing may stay mounted after a build."""
+        self.buildah("umount", "--all", capture_output=True, check=False)
+        root = os.path.realpath(self.buildah_root)
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4].replace("\\040", " ") for line in f]
+        for mp in sorted((m for m in mounts if m == root or m.startswith(root + "/")), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
 
 
 def apt_sources() -> str:

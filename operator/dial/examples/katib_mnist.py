@@ -25,6 +25,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 
+MAX_MOMENTUM = 1.0  # the most scikit-learn's MLPClassifier takes
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -47,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
                         level=logging.INFO, **({"filename": args.log_path} if to_file else {}))
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
-    model = MLPClassifier(hidden_layer_sizes=(64,), solver="sgd", learning_rate_init=args.lr, momentum=args.momentum,
+    momentum = args.momentum
+    if not 0.0 <= momentum <= MAX_MOMENTUM:
+        # torch's SGD takes any momentum >= 0 (Katib's optuna-distribution example searches up to 3, where
+        # training diverges); scikit-learn's refuses one outside [0, 1], so train with the nearest it takes.
+        momentum = min(max(momentum, 0.0), MAX_MOMENTUM)
+        logging.warning("--momentum %g is outside [0, %g]: training with %g", args.momentum, MAX_MOMENTUM, momentum)
+    model = MLPClassifier(hidden_layer_sizes=(64,), solver="sgd", learning_rate_init=args.lr, momentum=momentum,
                           batch_size=args.batch_size, random_state=args.seed)
     classes = np.unique(y)
     rng = np.random.default_rng(args.seed)
