@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from dial.api.katib import normalise, setting_value
 from dial.cli import main
 from dial.engine import ExperimentError, experiment_warnings, load_experiment
 from dial.engine.validation import parse_experiment
+from dial.metrics.parsing import parse_pattern_line
 from helpers import manifest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -121,7 +123,12 @@ def test_metrics_collector_spec_becomes_metrics_collector() -> None:
 
 def test_a_custom_collector_is_read_with_dials_file_collector_and_a_warning() -> None:
     experiment = load_experiment(example("metrics-collector/custom-metrics-collector.yaml"))
-    assert (experiment.spec.metrics_collector.kind.value, experiment.spec.metrics_collector.path) == ("File", "/katib/mnist.log")
+    collector = experiment.spec.metrics_collector
+    assert (collector.kind.value, collector.path) == ("File", "/katib/mnist.log")
+    # both of Katib's text forms: its mnist.log holds `{metricName: accuracy, metricValue: 0.9}` lines
+    assert parse_pattern_line("{metricName: accuracy, metricValue: 0.91};{metricName: loss, metricValue: 0.3}",
+                              [re.compile(f) for f in collector.metrics_format]) == (None, {"accuracy": 0.91, "loss": 0.3})
+    assert parse_pattern_line("epoch=2 loss=0.25", [re.compile(f) for f in collector.metrics_format]) == (2.0, {"loss": 0.25})
     [warning] = experiment.warnings
     assert warning.path == "spec.metricsCollectorSpec.collector.customCollector"
     assert "does not run custom collector containers" in warning.message

@@ -35,6 +35,9 @@ RESUME_POLICIES = {
                   "trials' history",
 }
 PARAMETER_TYPES = ("double", "int", "categorical", "discrete")
+# Katib's default TEXT filter and the form its mnist examples log, as metricsFormat regular expressions.
+CUSTOM_COLLECTOR_FORMATS = (r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)",
+                            r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}")
 COLLECTOR_KINDS = ("StdOut", "File", "TensorFlowEvent", "None", "Custom", "PrometheusMetric")
 METRIC_STRATEGIES = ("min", "max", "latest")
 
@@ -348,7 +351,9 @@ def _metrics_collector(spec: dict[str, Any], out: Normalised) -> None:
         where = file_path.get("path")
         out.warnings.append(Note(f"{path}.collector.customCollector",
                                  "Dial does not run custom collector containers; it reads " +
-                                 (f"{where} with its File collector" if where else "the training's stdout")))
+                                 (f"{where} with its File collector" if where else "the training's stdout") +
+                                 ", taking both of Katib's text forms (name=value and "
+                                 "{metricName: name, metricValue: value}) unless filter.metricsFormat is given"))
         kind = "File" if where else "StdOut"
     dial["kind"] = kind
     if kind in ("File", "TensorFlowEvent"):
@@ -368,6 +373,10 @@ def _metrics_collector(spec: dict[str, Any], out: Normalised) -> None:
     formats = (source.get("filter") or {}).get("metricsFormat")
     if formats is not None:
         dial["metricsFormat"] = formats
+    elif collector.get("kind") == "Custom" and dial.get("format", "TEXT") == "TEXT":
+        # A custom collector parses what its own training prints, which Dial cannot know: Katib's two
+        # documented text forms cover its examples (the custom example's mnist.log has the second).
+        dial["metricsFormat"] = list(CUSTOM_COLLECTOR_FORMATS)
     spec["metricsCollector"] = dial
 
 
