@@ -111,10 +111,15 @@ class Cluster:
         started_by_fixture = os.path.exists(os.path.join(self.dir, "started-by-fixture"))
         r = _run_cluster("down", timeout=180)
         assert r.returncode == 0, f"hack/cluster down failed:\n{r.stderr[-4000:]}"
-        if check_down is not None:
-            check_down(old)
-        r = _run_cluster("up")
-        assert r.returncode == 0, f"hack/cluster up failed:\n{r.stderr[-6000:]}"
+        try:
+            if check_down is not None:
+                check_down(old)
+        finally:  # a failed check fails its own test only: the tests after it get a cluster
+            r = _run_cluster("up")
+            assert r.returncode == 0, f"hack/cluster up failed:\n{r.stderr[-6000:]}"
+            self._follow_new_cluster(started_by_fixture)
+
+    def _follow_new_cluster(self, started_by_fixture: bool) -> None:
         self.__init__(_state())
         os.makedirs(os.path.join(self.dir, "users"), exist_ok=True)
         open(os.path.join(self.dir, "users", str(os.getpid())), "w").close()

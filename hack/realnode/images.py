@@ -206,13 +206,30 @@ class Images:
 
     def release_mounts(self) -> None:
         """Unmount what buildah's store left mounted (its overlay directory, layers of an interrupted
-        build): the archives are what the node uses, and nothing may stay mounted after a build."""
-        self.buildah("umount", "--all", capture_output=True, check=False)
+        build): the archives are what the node uses, and nothing may stay mounted after a build.
+        Not while another build uses the store (another checkout's tests): its mounts are in use."""
         root = os.path.realpath(self.buildah_root)
+        if _other_buildah_running(root):
+            return
+        self.buildah("umount", "--all", capture_output=True, check=False)
         with open("/proc/self/mountinfo") as f:
             mounts = [line.split()[4].replace("\\040", " ") for line in f]
         for mp in sorted((m for m in mounts if m == root or m.startswith(root + "/")), key=len, reverse=True):
             subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+def _other_buildah_running(root: str) -> bool:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"buildah" and root.encode() in argv:
+            return True
+    return False
 
 
 def apt_sources() -> str:
