@@ -55,9 +55,6 @@ class GpSettings(StrategySettings):
                                                               "the finished trials have grown by this fraction "
                                                               "(0: on every proposal).")
     xi: float = Field(default=0.0, ge=0, description="Improvement margin, in standard deviations of the losses.")
-    n_discrete_rounds: int = Field(default=3, ge=0,
-                                   description="Rounds of coordinate search over the parameters L-BFGS cannot move "
-                                               "(categorical, discrete, int, stepped) from the best candidate.")
     parallel_strategy: Literal["thompson", "believer"] = Field(
         default="thompson", description="How a proposal made beside running trials or others of the same call is "
                                         "chosen: where one joint posterior draw over candidates is lowest "
@@ -224,44 +221,8 @@ class GpBayesian(Strategy):
         if movable and self.settings.n_polish:
             points, polished = self._polish(gp, incumbent, candidates[order[: self.settings.n_polish]], movable)
             if polished.max() > best_score:
-                best_point, best_score = points[int(np.argmax(polished))], float(polished.max())
-        moved, moved_score = self._discrete_search(gp, incumbent, best_point, best_score)
-        if moved_score > best_score and movable and self.settings.n_polish:
-            points, polished = self._polish(gp, incumbent, moved[None, :], movable)
-            if polished[0] > moved_score:
-                moved = points[0]
-        return moved
-
-    def _discrete_search(self, gp: GaussianProcess, incumbent: float, point: np.ndarray,
-                         score: float) -> tuple[np.ndarray, float]:
-        """Coordinate search over the parameters L-BFGS cannot move, and the log-EI where it ends.
-
-        Each round scores, with the rest of the point fixed, every value of each such parameter
-        (its whole list or grid when it has at most 16 values, else unit offsets up to 0.2 either
-        side) and moves to the best of them all if that raises log-EI.
-        """
-        continuous = set(self._continuous())
-        fixed = [j for j in range(len(self.space.dimensions)) if j not in continuous]
-        for _ in range(self.settings.n_discrete_rounds if fixed else 0):
-            candidates = []
-            for j in fixed:
-                for u in self._coordinate_values(j, float(point[j])):
-                    candidate = point.copy()
-                    candidate[j] = u
-                    candidates.append(candidate)
-            stacked = np.array(candidates)
-            scores = self._log_ei(gp, incumbent, stacked)
-            k = int(np.argmax(np.where(np.isfinite(scores), scores, -math.inf)))
-            if not scores[k] > score:
-                break
-            point, score = stacked[k], float(scores[k])
-        return point, score
-
-    def _coordinate_values(self, j: int, u: float) -> list[float]:
-        dim = self.space.dimensions[j]
-        if dim.n_values <= 16:
-            return [dim.to_unit(v) for v in dim.grid()]
-        return [min(max(u + d, 0.0), 1.0) for d in (-0.2, -0.1, -0.05, -0.02, 0.02, 0.05, 0.1, 0.2)]
+                best_point = points[int(np.argmax(polished))]
+        return best_point
 
     def _thompson(self, gp: GaussianProcess, best_raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The candidate where one joint draw from the posterior is lowest: uniform points and points near the best."""
