@@ -163,10 +163,11 @@ class DialMethod:
         return max(steps, default=math.inf)
 
     def _history(self) -> list[TrialRecord]:
-        return [TrialRecord(t.spec.index, dict(t.spec.parameter_assignments),
-                            self.objective.loss(t.status.objective) if t.phase.is_terminal and t.status.objective is not None else None,
-                            t.phase.is_terminal, incomplete=t.phase is TrialPhase.early_stopped)
-                for t in self.trials]
+        """The trials as the engine's `history` gives them to a strategy (a stopped trial's loss is its best so far)."""
+        def loss(t: Trial) -> float | None:
+            return self.objective.loss(t.status.objective) if t.phase.is_terminal and t.status.objective is not None else None
+        return [TrialRecord(t.spec.index, dict(t.spec.parameter_assignments), loss(t), t.phase.is_terminal,
+                            incomplete=t.phase is TrialPhase.early_stopped) for t in self.trials]
 
 
 class OptunaMethod:
