@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/strategies.py                # one at a time and 4 at a time
     .venv/bin/python benchmarks/strategies.py --batches 1    # one at a time only
     .venv/bin/python benchmarks/strategies.py --quick        # a smoke run
+    .venv/bin/python benchmarks/strategies.py --no-run --merge a.json b.json   # tables of earlier runs
 
 Needs the `bench` extra (optuna, hyperopt, coco-experiment, torch for Optuna's GPSampler, smac,
 hebo). Every optimiser runs in each mode of `--batches`: 1 is one trial at a time, k asks for k
