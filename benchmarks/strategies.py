@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/strategies.py                # one at a time and 4 at a time
     .venv/bin/python benchmarks/strategies.py --batches 1    # one at a time only
     .venv/bin/python benchmarks/strategies.py --quick        # a smoke run
+    .venv/bin/python benchmarks/strategies.py --no-run --merge a.json b.json   # tables of earlier runs
 
 Needs the `bench` extra (optuna, hyperopt, coco-experiment, torch for Optuna's GPSampler, smac,
 hebo). Every optimiser runs in each mode of `--batches`: 1 is one trial at a time, k asks for k
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="optimisers to run (default: all)")
     parser.add_argument("--problems", nargs="*", help="problems to run, by name (default: all)")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--no-run", action="store_true", help="run nothing: tables of the --merge files alone")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="raw results of earlier runs (--json) with the same problems, seeds, budget and modes, "
@@ -168,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.seeds, args.evals = 2, 12
     sizes = (100,) if args.quick else LATENCY_SIZES
-    optimisers = args.only or list(RUNNERS)
-    if "random" not in optimisers:
+    optimisers = [] if args.no_run else args.only or list(RUNNERS)
+    if "random" not in optimisers and not args.no_run:
         optimisers.append("random")
     seeds = list(range(args.seeds))
 
@@ -180,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     # The slow ones first, so the processes finish together.
     slow = ("hebo", "skopt gp_minimize", "smac blackbox", "optuna gp", "smac hpo", "dial gp")
     tasks.sort(key=lambda t: (slow.index(t[1]) if t[1] in slow else len(slow), "sklearn" not in PROBLEMS[t[0]].name))
-    latency_tasks = [(o, n, LATENCY_STEPS, 120.0) for n in sizes for o in [*LATENCY_PROBES, "hyperopt tpe"] if o in optimisers]
+    latency_tasks = [(o, n, LATENCY_STEPS, 120.0) for n in sizes for o in [*LATENCY_PROBES, "hyperopt tpe"]
+                     if o in optimisers and not args.no_latency]
     results: Results = {}
     seconds: dict[tuple[str, int], float] = {(o, b): 0.0 for o in optimisers for b in args.batches}
     latencies: dict[tuple[str, int], list[float]] = {}
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
             seconds[o, b] += spent
             if done % 25 == 0 or done == len(tasks):
                 print(f"{done}/{len(tasks)} runs, {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr, flush=True)
-        if not args.no_latency:
+        if latency_tasks:
             for o, n, samples in pool.imap_unordered(_latency_task, latency_tasks):
                 latencies[o, n] = samples
     wall = time.perf_counter() - started

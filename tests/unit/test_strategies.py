@@ -95,6 +95,15 @@ def test_same_seed_and_history_give_same_proposals(case: tuple[str, dict]) -> No
     assert [r.assignment for r in other] != [r.assignment for r in first[:2]]
 
 
+def test_preload_changes_no_proposal() -> None:
+    from dial.search import preload
+
+    before = run("gp", {"n_initial_points": 3}, MIXED, seed=5, rounds=5, batch=2)
+    preload()
+    after = run("gp", {"n_initial_points": 3}, MIXED, seed=5, rounds=5, batch=2)
+    assert [r.assignment for r in after] == [r.assignment for r in before]
+
+
 @pytest.mark.parametrize("case", FINITE_CASES, ids=case_id)
 def test_concurrent_proposals_never_collide_and_finite_space_runs_out(case: tuple[str, dict]) -> None:
     strategy = make_strategy(*case, SMALL, seed=0)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from dial.search.base import Assignment, Proposal, Strategy, StrategySettings, TrialRecord, propose_active, propose_active_trials
 from dial.search.bayesian import BayesianOptimization
 from dial.search.cmaes import Cmaes
-from dial.search.gp import GpBayesian
+from dial.search.gp import GpBayesian, preload
 from dial.search.grid import GridSearch
 from dial.search.hyperband import Hyperband
 from dial.search.parego import ParEgo
@@ -61,5 +61,5 @@ def multi_objective_names() -> list[str]:
 
 __all__ = [
     "Assignment", "Dimension", "Proposal", "SearchSpace", "Strategy", "StrategySettings", "TrialRecord", "STRATEGIES",
-    "ValidationError", "make_strategy", "multi_objective_names", "propose_active", "propose_active_trials", "register",
+    "ValidationError", "make_strategy", "multi_objective_names", "preload", "propose_active", "propose_active_trials", "register",
 ]

@@ -298,6 +298,17 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
+def preload() -> None:
+    """Do what a process's first `gp` proposal otherwise pays for: import scipy.stats (its qmc Sobol
+    engine; about 1-2 s, mostly scipy.stats building its distributions' docstrings) and
+    scipy.optimize, and inspect the BLAS libraries once. Holds no search state: proposals stay a
+    pure function of seed and history. The operator runs it in a thread at startup."""
+    from scipy.optimize import minimize as _  # noqa: F401
+    from scipy.stats import qmc as _qmc  # noqa: F401
+
+    _blas_controller()
+
+
 def refit_checkpoint(n_done: int, every_trial_until: int, growth: float) -> int:
     """How many of the first finished trials the kernel hyperparameters are fitted on."""
     checkpoint = min(n_done, every_trial_until)
