@@ -212,10 +212,16 @@ class Images:
         if _other_buildah_running(root):
             return
         self.buildah("umount", "--all", capture_output=True, check=False)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4].replace("\\040", " ") for line in f]
-        for mp in sorted((m for m in mounts if m == root or m.startswith(root + "/")), key=len, reverse=True):
-            subprocess.run(["umount", "-l", mp], capture_output=True)
+        # Passes: a mount made before the store's bind mount of its overlay directory is hidden under it,
+        # and only reachable (unmountable) once that bind mount is gone.
+        for _ in range(4):
+            with open("/proc/self/mountinfo") as f:
+                mounts = [mp for mp in (line.split()[4].replace("\\040", " ") for line in f)
+                          if mp == root or mp.startswith(root + "/")]
+            if not mounts:
+                return
+            for mp in sorted(mounts, key=len, reverse=True):
+                subprocess.run(["umount", "-l", mp], capture_output=True)
 
 
 def _other_buildah_running(root: str) -> bool:
