@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import ClassVar, Protocol, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -164,7 +164,3 @@ def _first_unseen(space: SearchSpace, seen: set[tuple[str, ...]]) -> Assignment 
         if space.key(assignment) not in seen:
             return assignment
     return None
-
-
-def settings_error_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)
