@@ -41,11 +41,8 @@ Event = Union[TrialStopped, Blocked, Zoomed, Finish]
 Planner = Callable[..., Plan]  # `engine.plan`'s signature: (experiment, trials, *, now) -> Plan
 
 
-class Backend(Protocol):
-    """What a backend does for the driver; each call is one step on its own kind of trial."""
-
-    def read_trials(self, now: datetime) -> list[Trial]:
-        """Every trial of the experiment, with what its run has done since the last pass folded in."""
+class Stopper(Protocol):
+    """What `stop_trial` needs of a backend."""
 
     def has_exited(self, trial: Trial) -> bool:
         """Whether the trial's training has already exited (then nothing is left to stop)."""
@@ -56,6 +53,16 @@ class Backend(Protocol):
     def terminate(self, trial: Trial) -> bool:
         """Stop the trial's run (again, if asked again); True when this call is the one that stopped it."""
 
+    def emit(self, event: Event) -> None:
+        """Tell people (an Event on the cluster, a line on the terminal)."""
+
+
+class Backend(Stopper, Protocol):
+    """What a backend does for the driver; each call is one step on its own kind of trial."""
+
+    def read_trials(self, now: datetime) -> list[Trial]:
+        """Every trial of the experiment, with what its run has done since the last pass folded in."""
+
     def start(self, proposal: TrialProposal, now: datetime) -> list[Blocker]:
         """Create and start the proposed trial; what keeps it from running."""
 
@@ -64,9 +71,6 @@ class Backend(Protocol):
 
     def publish(self, status: ExperimentStatus) -> bool:
         """Store the experiment's status; False when it was not worth writing (then no event is news)."""
-
-    def emit(self, event: Event) -> None:
-        """Tell people (an Event on the cluster, a line on the terminal)."""
 
 
 @dataclass
@@ -102,7 +106,7 @@ def drive(experiment: Experiment, backend: Backend, *, now: datetime, planner: P
     return Pass(current, blockers)
 
 
-def stop_trial(trial: Trial, order: StopOrder, backend: Backend) -> None:
+def stop_trial(trial: Trial, order: StopOrder, backend: Stopper) -> None:
     """Record why the trial stops, then stop it; announce the stop once it is sent."""
     if trial.status.stop_reason is None:
         if backend.has_exited(trial):

@@ -33,24 +33,13 @@ SERVICE_ACCOUNT_MISSING = "ServiceAccountMissing"
 PODLESS_SECONDS = 10.0
 
 
-class KubeBackend:
-    """One reconcile's Backend: the experiment as read (`raw`) and what the API server holds for it (`world`)."""
+class TrialStops:
+    """Stopping trials on the API server: the reason patched onto the Trial, then its Job deleted."""
 
-    def __init__(self, kube: KubeClient, raw: dict[str, Any], experiment: Experiment, world: World,
-                 collector: CollectorSettings):
+    def __init__(self, kube: KubeClient, namespace: str, world: World):
         self.kube = kube
-        self.raw = raw
-        self.experiment = experiment
+        self.namespace = namespace
         self.world = world
-        self.collector = collector
-        self.namespace: str = raw["metadata"]["namespace"]
-        self.container = primary_name(experiment)
-
-    def read_trials(self, now: datetime) -> list[Trial]:
-        return sync_trials(self.kube, self.experiment, self.world, now)
-
-    def has_exited(self, trial: Trial) -> bool:
-        return training_ended(self.world.pods.get(trial.name, []), self.container)
 
     def record_stop(self, trial: Trial) -> None:
         self.kube.patch_trial_status(self.namespace, trial.name, {"stopReason": trial.status.stop_reason,
@@ -58,6 +47,34 @@ class KubeBackend:
 
     def terminate(self, trial: Trial) -> bool:
         return trial.name in self.world.jobs and self.kube.delete_job(self.namespace, trial.name)
+
+
+class InvalidSpecStops(TrialStops):
+    """The trials of an experiment whose spec became invalid: every unfinished one stops, whatever its training did."""
+
+    def has_exited(self, trial: Trial) -> bool:
+        return False
+
+    def emit(self, event: Event) -> None:
+        """Nothing per trial: the InvalidSpec event says why they all stopped."""
+
+
+class KubeBackend(TrialStops):
+    """One reconcile's Backend: the experiment as read (`raw`) and what the API server holds for it (`world`)."""
+
+    def __init__(self, kube: KubeClient, raw: dict[str, Any], experiment: Experiment, world: World,
+                 collector: CollectorSettings):
+        super().__init__(kube, raw["metadata"]["namespace"], world)
+        self.raw = raw
+        self.experiment = experiment
+        self.collector = collector
+        self.container = primary_name(experiment)
+
+    def read_trials(self, now: datetime) -> list[Trial]:
+        return sync_trials(self.kube, self.experiment, self.world, now)
+
+    def has_exited(self, trial: Trial) -> bool:
+        return training_ended(self.world.pods.get(trial.name, []), self.container)
 
     def start(self, proposal: TrialProposal, now: datetime) -> list[Blocker]:
         trial = new_trial(self.experiment, proposal.index, proposal.assignment, parent=proposal.parent)

@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from dial.api.experiment import Condition, Experiment, ExperimentPhase
-from dial.api.trial import Trial, TrialPhase
+from dial.api.trial import Trial
 from dial.engine import SpecError, experiment_warnings, plan
 from dial.engine import reasons
-from dial.engine.driver import drive
+from dial.engine.driver import drive, stop_trial
+from dial.engine.plan import StopOrder
 from dial.engine.warm_start import snapshot as warm_start_snapshot
-from dial.kube.backend import KubeBackend
+from dial.kube.backend import InvalidSpecStops, KubeBackend
 from dial.kube.client import KubeClient
 from dial.kube.jobs import CollectorSettings
 from dial.kube.spec import read_experiment
@@ -113,15 +114,12 @@ class Reconciler:
         namespace = raw["metadata"]["namespace"]
         if self.metrics is not None:
             self.metrics.set_phase(namespace, raw["metadata"]["name"], ExperimentPhase.failed)
+        stops = InvalidSpecStops(self.kube, namespace, world)
         for trial_raw in world.trials:
-            status = trial_raw.get("status") or {}
-            name = trial_raw["metadata"]["name"]
-            if status.get("phase") in (None, TrialPhase.pending.value, TrialPhase.running.value):
-                if not status.get("stopReason"):
-                    self.kube.patch_trial_status(namespace, name, {
-                        "stopReason": reasons.EXPERIMENT_FINISHED, "stopMessage": f"experiment spec is invalid: {message}"})
-                if name in world.jobs:
-                    self.kube.delete_job(namespace, name)
+            trial = Trial.model_validate({**trial_raw, "status": trial_raw.get("status") or {}})
+            if not trial.phase.is_terminal:
+                stop_trial(trial, StopOrder(trial.name, reasons.EXPERIMENT_FINISHED,
+                                            f"experiment spec is invalid: {message}"), stops)
         conditions = previous.get("conditions") or []
         if previous.get("phase") == ExperimentPhase.failed.value and conditions and \
                 conditions[0].get("reason") == reasons.INVALID_SPEC and conditions[0].get("message") == message:
