@@ -14,7 +14,8 @@ from typing import Callable, Protocol, Sequence, Union
 
 from dial.api.experiment import Condition, Experiment, ExperimentStatus
 from dial.api.trial import Trial
-from dial.engine.plan import Finish, Plan, StopOrder, TrialProposal, Zoomed, plan
+from dial.api.zoom import ZoomStatus
+from dial.engine.plan import Finish, Plan, StopOrder, TrialProposal, plan
 
 BLOCKED = "TrialsBlocked"  # the Experiment condition naming why trials cannot run
 
@@ -27,17 +28,9 @@ class Blocker:
     message: str
 
 
-@dataclass(frozen=True)
-class TrialStopped:
-    order: StopOrder
-
-
-@dataclass(frozen=True)
-class Blocked:
-    condition: Condition
-
-
-Event = Union[TrialStopped, Blocked, Zoomed, Finish]
+# What people are told, as the values themselves: a stop just sent, the TrialsBlocked condition with a new
+# message, a search zoomed further, the experiment's finish.
+Event = Union[StopOrder, Condition, ZoomStatus, Finish]
 Planner = Callable[..., Plan]  # `engine.plan`'s signature: (experiment, trials, *, now) -> Plan
 
 
@@ -100,7 +93,7 @@ def drive(experiment: Experiment, backend: Backend, *, now: datetime, planner: P
         status = status.model_copy(update={"conditions": [*status.conditions, blocked]})
     if backend.publish(status):
         if blocked is not None and _condition(previous, BLOCKED).message != blocked.message:
-            backend.emit(Blocked(blocked))
+            backend.emit(blocked)
         for event in current.events:
             backend.emit(event)
     return Pass(current, blockers)
@@ -117,7 +110,7 @@ def stop_trial(trial: Trial, order: StopOrder, backend: Stopper) -> None:
         trial.status.stop_reason, trial.status.stop_message = order.reason, order.message
         backend.record_stop(trial)
     if backend.terminate(trial):
-        backend.emit(TrialStopped(order))
+        backend.emit(order)
 
 
 def blocked_condition(blockers: Sequence[Blocker], previous: ExperimentStatus, now: datetime) -> Condition | None:

@@ -60,13 +60,6 @@ class StopOrder:
 
 
 @dataclass(frozen=True)
-class Zoomed:
-    """The search narrowed further than the stored status says (worth telling: it changes where trials land)."""
-
-    zoom: ZoomStatus
-
-
-@dataclass(frozen=True)
 class Finish:
     phase: ExperimentPhase
     reason: str
@@ -80,7 +73,7 @@ class Plan:
     finish: Finish | None = None
     status: ExperimentStatus = field(default_factory=ExperimentStatus)
     # What is news against the experiment's stored status: a further zoom, a finish in a new phase.
-    events: list[Zoomed | Finish] = field(default_factory=list)
+    events: list[ZoomStatus | Finish] = field(default_factory=list)
 
 
 def history(experiment: Experiment, trials: Sequence[Trial]) -> list[TrialRecord]:
@@ -191,11 +184,11 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime, inte
     return result
 
 
-def news(previous: ExperimentStatus, current: ExperimentStatus, finish: Finish | None) -> list[Zoomed | Finish]:
+def news(previous: ExperimentStatus, current: ExperimentStatus, finish: Finish | None) -> list[ZoomStatus | Finish]:
     """The events a plan's status makes against the stored one: each is told once, when it first happens."""
-    events: list[Zoomed | Finish] = []
+    events: list[ZoomStatus | Finish] = []
     if current.zoom is not None and zoomed_further(previous.zoom, current.zoom):
-        events.append(Zoomed(current.zoom))
+        events.append(current.zoom)  # narrowed further: it changes where trials land
     if finish is not None and previous.phase is not finish.phase:
         events.append(finish)
     return events

@@ -9,11 +9,12 @@ from typing import Any, Sequence
 
 from kubernetes.client.rest import ApiException
 
-from dial.api.experiment import Experiment, ExperimentPhase, ExperimentStatus
+from dial.api.experiment import Condition, Experiment, ExperimentPhase, ExperimentStatus
 from dial.api.trial import Trial, TrialPhase
 from dial.engine import new_trial
-from dial.engine.driver import Blocked, Blocker, Event, TrialStopped
-from dial.engine.plan import Finish, TrialProposal, Zoomed
+from dial.api.zoom import ZoomStatus
+from dial.engine.driver import Blocker, Event
+from dial.engine.plan import Finish, StopOrder, TrialProposal
 from dial.kube.client import KubeClient
 from dial.kube.jobs import CollectorSettings, trial_body, trial_job
 from dial.kube.outcomes import training_ended
@@ -105,17 +106,15 @@ class KubeBackend(TrialStops):
 
     def emit(self, event: Event) -> None:
         where = f"{self.namespace}/{self.experiment.name}"
-        if isinstance(event, TrialStopped):
-            order = event.order
-            self.kube.post_event(self.raw, "TrialEarlyStopped" if order.is_early_stop else "TrialStopped",
-                                 f"{order.name}: {order.reason}: {order.message}")
-            log.info("%s: stopped %s: %s: %s", where, order.name, order.reason, order.message)
-        elif isinstance(event, Blocked):
-            condition = event.condition
-            self.kube.post_event(self.raw, condition.reason, condition.message, warning=True)
-            log.warning("%s: %s: %s", where, condition.reason, condition.message)
-        elif isinstance(event, Zoomed):
-            self.kube.post_event(self.raw, "Zoomed", event.zoom.describe())
+        if isinstance(event, StopOrder):
+            self.kube.post_event(self.raw, "TrialEarlyStopped" if event.is_early_stop else "TrialStopped",
+                                 f"{event.name}: {event.reason}: {event.message}")
+            log.info("%s: stopped %s: %s: %s", where, event.name, event.reason, event.message)
+        elif isinstance(event, Condition):
+            self.kube.post_event(self.raw, event.reason, event.message, warning=True)
+            log.warning("%s: %s: %s", where, event.reason, event.message)
+        elif isinstance(event, ZoomStatus):
+            self.kube.post_event(self.raw, "Zoomed", event.describe())
         elif isinstance(event, Finish):
             self.kube.post_event(self.raw, f"Experiment{event.phase.value}", f"{event.reason}: {event.message}",
                                  warning=event.phase is ExperimentPhase.failed)

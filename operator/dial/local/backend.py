@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from dial.api.experiment import CollectorKind, Experiment, ExperimentStatus
+from dial.api.experiment import CollectorKind, Condition, Experiment, ExperimentStatus
 from dial.api.trial import Trial, TrialPhase
 from dial.engine import finalize_trial, new_trial, record_points
 from dial.engine import reasons
-from dial.engine.driver import Blocked, Blocker, Event, TrialStopped
-from dial.engine.plan import Finish, TrialProposal, Zoomed
+from dial.api.zoom import ZoomStatus
+from dial.engine.driver import Blocker, Event
+from dial.engine.plan import Finish, StopOrder, TrialProposal
 from dial.engine.trials import mark_running
 from dial.local.commands import local_command, substitute_trial_fields
 from dial.local.display import Display
@@ -36,21 +37,23 @@ class LocalTrial:
     reader: MetricReader
 
 
+@dataclass(kw_only=True)
 class LocalBackend:
     """The processes of one `dial run`: `trials` is every trial of the experiment, `running` those with a live process."""
 
-    def __init__(self, experiment: Experiment, output: Path, *, base_dir: Path, trials: list[Trial],
-                 display: Display, grace_seconds: float):
-        self.experiment = experiment
-        self.output = output
-        self.base_dir = base_dir
-        self.trials = trials
-        self.display = display
-        self.grace_seconds = grace_seconds
-        self.running: dict[str, LocalTrial] = {}
-        self.lingering: list[TrialProcess] = []  # finished trials whose children still run
-        # pbt's checkpoints (a shared volume on Kubernetes): kept with the results, so --resume finds them.
-        self.checkpoint_root = (output / "checkpoints").resolve()
+    experiment: Experiment
+    output: Path  # results.json, trials/<name>/ (the output log, DIAL_TRIAL_DIR) and checkpoints/
+    base_dir: Path  # the training's working directory (a relative workingDir is below it)
+    trials: list[Trial]
+    display: Display
+    grace_seconds: float  # between SIGTERM and SIGKILL
+    running: dict[str, LocalTrial] = field(default_factory=dict)
+    lingering: list[TrialProcess] = field(default_factory=list)  # finished trials whose children still run
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """Checkpoint directories (a shared volume on Kubernetes): kept with the results, so --resume finds them."""
+        return (self.output / "checkpoints").resolve()
 
     @property
     def busy(self) -> bool:
@@ -91,14 +94,14 @@ class LocalBackend:
         return True
 
     def emit(self, event: Event) -> None:
-        if isinstance(event, TrialStopped):
-            self.display.event(f"stopping {event.order.name}: {event.order.reason}: {event.order.message}")
-        elif isinstance(event, Zoomed):
-            self.display.event(f"zoom: {event.zoom.describe()}")
+        if isinstance(event, StopOrder):
+            self.display.event(f"stopping {event.name}: {event.reason}: {event.message}")
+        elif isinstance(event, ZoomStatus):
+            self.display.event(f"zoom: {event.describe()}")
         elif isinstance(event, Finish):
             self.display.event(f"experiment {event.phase.value}: {event.reason}: {event.message}")
-        elif isinstance(event, Blocked):
-            self.display.event(f"{event.condition.reason}: {event.condition.message}")
+        elif isinstance(event, Condition):
+            self.display.event(f"{event.reason}: {event.message}")
 
     def _start(self, trial: Trial, now: datetime) -> None:
         spec = self.experiment.spec

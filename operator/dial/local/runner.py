@@ -31,8 +31,8 @@ class LocalRunner:
         self.output = output
         self.trials: list[Trial] = trials or []
         self.display = display or Display(live=False)
-        self.backend = LocalBackend(experiment, output, base_dir=base_dir, trials=self.trials, display=self.display,
-                                    grace_seconds=grace_seconds)
+        self.backend = LocalBackend(experiment=experiment, output=output, base_dir=base_dir, trials=self.trials,
+                                    display=self.display, grace_seconds=grace_seconds)
         self.plan = metrics.plan if metrics is not None else plan  # same plan; recorded for Prometheus when asked
         self._last_save = 0.0
 
