@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Protocol, Sequence, Union
+from typing import Protocol, Sequence, Union
 
 from dial.api.experiment import Condition, Experiment, ExperimentStatus
 from dial.api.trial import Trial
@@ -31,7 +31,12 @@ class Blocker:
 # What people are told, as the values themselves: a stop just sent, the TrialsBlocked condition with a new
 # message, a search zoomed further, the experiment's finish.
 Event = Union[StopOrder, Condition, ZoomStatus, Finish]
-Planner = Callable[..., Plan]  # `engine.plan`'s signature: (experiment, trials, *, now) -> Plan
+
+
+class Planner(Protocol):
+    """`engine.plan`, or a wrapper around it (the Prometheus exporter times and records each plan)."""
+
+    def __call__(self, experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> Plan: ...
 
 
 class Stopper(Protocol):
