@@ -231,7 +231,7 @@ def config_map_experiment() -> dict[str, Any]:
 
 
 def test_the_operator_reads_the_template_from_its_config_map() -> None:
-    from dial.kube.reconcile import read_experiment
+    from dial.kube.spec import read_experiment
 
     asked: list[tuple[str, str]] = []
 
@@ -256,14 +256,14 @@ def test_the_operator_reads_the_template_from_its_config_map() -> None:
      "expected a workload manifest, got list"),
 ])
 def test_a_config_map_template_that_cannot_be_read_says_why(config_map: Any, expected: str) -> None:
-    from dial.kube.reconcile import read_experiment
+    from dial.kube.spec import read_experiment
 
     experiment, errors = read_experiment(config_map_experiment(), lambda namespace, name: config_map)
     assert experiment is None and [str(e) for e in errors] == [expected]
 
 
 def test_a_config_map_template_is_checked_once_read() -> None:
-    from dial.kube.reconcile import read_experiment
+    from dial.kube.spec import read_experiment
 
     broken = CONFIG_MAP_TEMPLATE.replace("name: training-container", "name: trainer")
     experiment, errors = read_experiment(config_map_experiment(),

@@ -8,7 +8,7 @@ import time
 import pytest
 from kubernetes.client.rest import ApiException
 
-from dial.kube.reconcile import _worth_writing
+from dial.kube.backend import worth_writing as _worth_writing
 from dial.kube.workqueue import WorkQueue, retry_after_seconds
 
 

@@ -108,7 +108,3 @@ class ParameterSpec(ApiModel):
             raise ValueError(f"feasibleSpace.step: {space.step:g} is wider than the range {space.min:g}..{space.max:g}, "
                              f"so the parameter has one value ({space.min:g}); use a smaller step")
         return self
-
-    @property
-    def is_numeric(self) -> bool:
-        return self.type is not ParameterType.categorical

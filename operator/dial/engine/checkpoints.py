@@ -6,7 +6,7 @@ import posixpath
 
 from dial.api.experiment import Experiment
 from dial.search import STRATEGIES
-from dial.search.pbt import PbtSettings, PopulationBasedTraining
+from dial.search.base import CheckpointSettings
 
 CHECKPOINT_DIR = "checkpointDir"
 PARENT_CHECKPOINT_DIR = "parentCheckpointDir"
@@ -14,14 +14,17 @@ CHECKPOINT_PLACEHOLDERS = (CHECKPOINT_DIR, PARENT_CHECKPOINT_DIR)
 
 
 def uses_checkpoints(experiment: Experiment) -> bool:
-    return STRATEGIES.get(experiment.spec.algorithm.name) is PopulationBasedTraining
+    strategy = STRATEGIES.get(experiment.spec.algorithm.name)
+    return strategy is not None and strategy.needs_checkpoints
 
 
-def pbt_settings(experiment: Experiment) -> PbtSettings | None:
-    """The experiment's pbt settings, or None for other algorithms (assumes a validated spec)."""
+def checkpoint_settings(experiment: Experiment) -> CheckpointSettings | None:
+    """Where the experiment's strategy keeps checkpoints, or None for one without (assumes a validated spec)."""
     if not uses_checkpoints(experiment):
         return None
-    return PbtSettings.model_validate(experiment.spec.algorithm.settings)
+    settings = STRATEGIES[experiment.spec.algorithm.name].Settings.model_validate(experiment.spec.algorithm.settings)
+    assert isinstance(getattr(settings, "suggestion_trial_dir", None), str), "needs_checkpoints without CheckpointSettings"
+    return settings  # type: ignore[return-value]
 
 
 def checkpoint_values(root: str, trial_name: str, parent: str | None) -> dict[str, str]:

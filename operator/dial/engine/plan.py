@@ -16,7 +16,7 @@ from dial.api.space import ParameterValue
 from dial.api.trial import Trial, TrialPhase, trial_name
 from dial.engine import budget, front, reasons
 from dial.engine.warm_start import prior_records
-from dial.api.zoom import ZoomedRange, ZoomStatus
+from dial.api.zoom import ZoomedRange, ZoomStatus, zoomed_further
 from dial.search.zoom import zoomed
 from dial.search import SearchSpace, TrialRecord, make_strategy, propose_active_trials
 from dial.stopping import make_rule
@@ -53,6 +53,11 @@ class StopOrder:
     reason: str
     message: str
 
+    @property
+    def is_early_stop(self) -> bool:
+        """A stop rule's verdict is an early stop; suspending, finishing or a diverged metric are not."""
+        return self.reason not in (reasons.SUSPENDED, reasons.EXPERIMENT_FINISHED, reasons.OBJECTIVE_NOT_FINITE)
+
 
 @dataclass(frozen=True)
 class Finish:
@@ -67,10 +72,8 @@ class Plan:
     stop: list[StopOrder] = field(default_factory=list)
     finish: Finish | None = None
     status: ExperimentStatus = field(default_factory=ExperimentStatus)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.finish is not None
+    # What is news against the experiment's stored status: a further zoom, a finish in a new phase.
+    events: list[ZoomStatus | Finish] = field(default_factory=list)
 
 
 def history(experiment: Experiment, trials: Sequence[Trial]) -> list[TrialRecord]:
@@ -112,7 +115,9 @@ def count(trials: Sequence[Trial]) -> TrialCounts:
     return counts
 
 
-def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> Plan:
+def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime, interrupted: str | None = None) -> Plan:
+    """What happens next. `interrupted`: why the run was stopped from outside (`dial run` on a signal);
+    it is planned as suspended (nothing new is proposed) with a status that says so."""
     spec = experiment.spec
     counts = count(trials)
     active = [t for t in trials if not t.phase.is_terminal]
@@ -125,7 +130,7 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
 
     finish: Finish | None = None
     stop_all_reason: str | None = None
-    if spec.suspend:
+    if spec.suspend or interrupted is not None:
         stop_all_reason = reasons.SUSPENDED
     elif spec.max_failed_trial_count is not None and n_failed > spec.max_failed_trial_count:
         finish = Finish(ExperimentPhase.failed, reasons.MAX_FAILED_REACHED,
@@ -172,9 +177,21 @@ def plan(experiment: Experiment, trials: Sequence[Trial], *, now: datetime) -> P
     if finish is not None and (silent := unreported_metrics(experiment, trials)):
         finish = Finish(finish.phase, finish.reason, f"{finish.message}; {silent}")
     result.finish = finish
-    result.status = _status(experiment, trials, counts, best, finish, budget_used, len(result.create), now)
+    result.status = _status(experiment, trials, counts, best, finish, budget_used, len(result.create), now,
+                            interrupted)
     result.status.budget = spent
+    result.events = news(experiment.status, result.status, finish)
     return result
+
+
+def news(previous: ExperimentStatus, current: ExperimentStatus, finish: Finish | None) -> list[ZoomStatus | Finish]:
+    """The events a plan's status makes against the stored one: each is told once, when it first happens."""
+    events: list[ZoomStatus | Finish] = []
+    if current.zoom is not None and zoomed_further(previous.zoom, current.zoom):
+        events.append(current.zoom)  # narrowed further: it changes where trials land
+    if finish is not None and previous.phase is not finish.phase:
+        events.append(finish)
+    return events
 
 
 def unreported_metrics(experiment: Experiment, trials: Sequence[Trial]) -> str | None:
@@ -273,7 +290,8 @@ def _propose(experiment: Experiment, trials: Sequence[Trial], n: int) -> list[Tr
 
 
 def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts, best: Trial | None,
-            finish: Finish | None, budget_used: int, n_new: int, now: datetime) -> ExperimentStatus:
+            finish: Finish | None, budget_used: int, n_new: int, now: datetime,
+            interrupted: str | None = None) -> ExperimentStatus:
     spec = experiment.spec
     previous = experiment.status
     counts.pending += n_new
@@ -297,6 +315,9 @@ def _status(experiment: Experiment, trials: Sequence[Trial], counts: TrialCounts
         status.phase = finish.phase
         condition = Condition(type=finish.phase.value, reason=finish.reason, message=finish.message)
         status.completion_time = previous.completion_time if previous.phase is finish.phase and previous.completion_time else now
+    elif interrupted is not None:
+        status.phase = ExperimentPhase.suspended
+        condition = Condition(type="Suspended", reason=reasons.INTERRUPTED, message=interrupted)
     elif spec.suspend:
         status.phase = ExperimentPhase.suspended
         condition = Condition(type="Suspended", reason=reasons.SUSPENDED, message="spec.suspend is true: no trial runs")

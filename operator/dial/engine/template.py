@@ -8,7 +8,7 @@ from typing import Any
 
 from dial.api.experiment import Experiment, TrialTemplate
 from dial.api.space import ParameterValue
-from dial.engine.checkpoints import checkpoint_values, pbt_settings
+from dial.engine.checkpoints import checkpoint_values, checkpoint_settings
 from dial.engine.workloads import UnknownWorkload, pod_slots, primary_pod_labels, primary_slots
 
 DEADLINE_BACKSTOP_SECONDS = 30
@@ -103,7 +103,7 @@ def render_job_spec(experiment: Experiment, trial_name: str, assignment: dict[st
     template = experiment.spec.trial_template
     references = placeholder_references(template)
     values = {name: format_value(assignment[ref]) for name, ref in references.items() if ref in assignment}
-    settings = pbt_settings(experiment)
+    settings = checkpoint_settings(experiment)
     if settings is not None:
         values.update(checkpoint_values(checkpoint_root or settings.suggestion_trial_dir, trial_name, parent))
     # A conditional parameter that is inactive in this trial is absent from its assignment.

@@ -200,11 +200,11 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
     spec = experiment.spec
     errors: list[SpecError] = condition_errors(spec.parameters)
     space = SearchSpace.from_parameters(spec.parameters)
+    strategy = STRATEGIES.get(spec.algorithm.name)
     try:
         make_strategy(spec.algorithm.name, spec.algorithm.settings, space, seed=spec.seed,
                       n_objectives=len(spec.objective.targets))
     except ValidationError as exc:
-        strategy = STRATEGIES.get(spec.algorithm.name)
         errors += errors_from_validation(exc, "spec.algorithm.settings", strategy.Settings if strategy else None)
     except ValueError as exc:
         names_algorithm = "unknown algorithm" in str(exc) or "objectives use one of" in str(exc)
@@ -233,13 +233,13 @@ def validate_experiment(experiment: Experiment) -> list[SpecError]:
     if spec.algorithm.zoom is not None and spec.objective.is_multi:
         errors.append(SpecError("spec.algorithm.zoom", "zooms in around the best trial; a multi-objective experiment "
                                                        "has a Pareto front, not one best trial"))
-    elif spec.algorithm.zoom is not None and spec.algorithm.name == "hyperband":
-        errors.append(SpecError("spec.algorithm.zoom", "hyperband's brackets assume one fixed space; it cannot zoom"))
+    # (A strategy without a `why_no_*` says why with its checkpoint errors, `_checkpoint_errors`.)
+    elif spec.algorithm.zoom is not None and strategy is not None and not strategy.supports_zoom and strategy.why_no_zoom:
+        errors.append(SpecError("spec.algorithm.zoom", strategy.why_no_zoom))
     elif spec.algorithm.zoom is not None and all(p.feasible_space.list is not None for p in spec.parameters):
         errors.append(SpecError("spec.algorithm.zoom", "no int or double range to narrow: every parameter is a list"))
-    if spec.warm_start is not None and spec.algorithm.name == "hyperband":
-        errors.append(SpecError("spec.warmStart", "hyperband's brackets are made of this experiment's own trials; "
-                                                  "it cannot be warm started"))
+    if spec.warm_start is not None and strategy is not None and not strategy.supports_warm_start and strategy.why_no_warm_start:
+        errors.append(SpecError("spec.warmStart", strategy.why_no_warm_start))
     return errors
 
 

@@ -14,7 +14,7 @@ from dial.api.base import API_GROUP, API_VERSION
 from dial.api.experiment import CollectorKind, Experiment
 from dial.api.trial import Trial
 from dial.engine import SpecError, render_job_spec
-from dial.engine.checkpoints import katib_checkpoints, pbt_settings
+from dial.engine.checkpoints import katib_checkpoints, checkpoint_settings
 from dial.engine.template import primary_container, substitute, trial_metadata
 from dial.engine.workloads import PodSlot, pod_slots, primary_pod_labels, primary_slots
 
@@ -112,7 +112,7 @@ def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
     except KeyError:
         return []  # reported by validate_experiment
     try:
-        pbt = pbt_settings(experiment)
+        pbt = checkpoint_settings(experiment)
     except ValidationError:
         pbt = None  # reported by validate_experiment
     if pbt is not None and pbt.checkpoint_claim_name is None and katib_checkpoints(experiment):
@@ -222,7 +222,7 @@ def _mount_checkpoints(experiment: Experiment, slot: PodSlot, container: dict[st
     With Katib's convention (no checkpoint placeholder in the template) only the trial's own directory is mounted
     there, and an init container first copies the parent trial's checkpoint into it, as Katib's suggestion does.
     """
-    settings = pbt_settings(experiment)
+    settings = checkpoint_settings(experiment)
     if settings is None or settings.checkpoint_claim_name is None:
         return
     slot.volumes.append(

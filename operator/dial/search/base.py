@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Protocol, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -58,6 +58,13 @@ class StrategySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
+class CheckpointSettings(Protocol):
+    """The settings every strategy with `needs_checkpoints` has: where checkpoints live in a trial's pod."""
+
+    suggestion_trial_dir: str
+    checkpoint_claim_name: str | None  # a PersistentVolumeClaim mounted at suggestion_trial_dir, if any
+
+
 class Strategy:
     """A pure function of (space, settings, seed, history, n): no hidden state survives a call.
 
@@ -70,6 +77,18 @@ class Strategy:
     Settings: ClassVar[type[StrategySettings]] = StrategySettings
     # True when `propose` reads every objective (`TrialRecord.losses`) or none (random, grid).
     multi_objective: ClassVar[bool] = False
+    # What the engine and the backends ask of a strategy instead of its name or class:
+    # its trials resume a parent's checkpoint (placeholders, a shared volume; see `CheckpointSettings`),
+    needs_checkpoints: ClassVar[bool] = False
+    # its trials run at different budgets of one resource (epochs, steps),
+    is_multi_fidelity: ClassVar[bool] = False
+    # it can search a space narrowed around the best trial (`algorithm.zoom`), and
+    supports_zoom: ClassVar[bool] = True
+    # it can take earlier experiments' trials as history (`warmStart`).
+    supports_warm_start: ClassVar[bool] = True
+    # Why not, in a validation error's words, for a strategy without zoom or warm start.
+    why_no_zoom: ClassVar[str] = ""
+    why_no_warm_start: ClassVar[str] = ""
 
     def __init__(self, space: SearchSpace, settings: StrategySettings | None = None, *, seed: int = 0):
         self.space = space
@@ -145,7 +164,3 @@ def _first_unseen(space: SearchSpace, seen: set[tuple[str, ...]]) -> Assignment 
         if space.key(assignment) not in seen:
             return assignment
     return None
-
-
-def settings_error_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)

@@ -72,10 +72,6 @@ class Hyper:
     signal: float
     noise: float
 
-    @property
-    def vector(self) -> np.ndarray:
-        return np.concatenate([np.log(self.lengths), [math.log(self.signal), math.log(self.noise)]])
-
     @classmethod
     def from_vector(cls, theta: np.ndarray) -> "Hyper":
         return cls(np.exp(theta[:-2]), float(math.exp(theta[-2])), float(math.exp(theta[-1])))

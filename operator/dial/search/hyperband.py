@@ -47,6 +47,11 @@ class Hyperband(Strategy):
     name = "hyperband"
     Settings = HyperbandSettings
     settings: HyperbandSettings
+    is_multi_fidelity = True
+    supports_zoom = False
+    why_no_zoom = "hyperband's brackets assume one fixed space; it cannot zoom"
+    supports_warm_start = False
+    why_no_warm_start = "hyperband's brackets are made of this experiment's own trials; it cannot be warm started"
 
     def validate(self) -> None:
         s = self.settings

@@ -62,6 +62,10 @@ class PopulationBasedTraining(Strategy):
     aliases = ("population-based-training",)
     Settings = PbtSettings
     settings: PbtSettings
+    needs_checkpoints = True
+    # pbt's own reasons are checkpoint errors (dial.engine.validation): its members resume this experiment's checkpoints.
+    supports_zoom = False
+    supports_warm_start = False
 
     def validate(self) -> None:
         s = self.settings

@@ -129,7 +129,7 @@ def _plain_number(v: float | str) -> int | float:
 
 
 @dataclass(frozen=True)
-class Condition:
+class ActiveWhen:
     """`child` exists only while the categorical `parent` is active and takes one of `values`."""
 
     child: str
@@ -146,14 +146,14 @@ class SearchSpace:
     `key`, `to_unit` and `contains` judge an assignment by its active parameters only.
     """
 
-    def __init__(self, dimensions: Sequence[Dimension], conditions: Sequence[Condition] = ()):
+    def __init__(self, dimensions: Sequence[Dimension], conditions: Sequence[ActiveWhen] = ()):
         self.dimensions = list(dimensions)
         self.conditions = {c.child: c for c in conditions}
         self._order = _parents_first(self.names, self.conditions)
 
     @classmethod
     def from_parameters(cls, parameters: Sequence[ParameterSpec]) -> "SearchSpace":
-        conditions = [Condition(p.name, p.active_when.parameter, frozenset(map(str, p.active_when.values)))
+        conditions = [ActiveWhen(p.name, p.active_when.parameter, frozenset(map(str, p.active_when.values)))
                       for p in parameters if p.active_when is not None]
         return cls([Dimension.from_spec(p) for p in parameters], conditions)
 
@@ -226,7 +226,7 @@ class SearchSpace:
         return tuple(repr(assignment.get(n)) if n in active else "-" for n in self.names)
 
 
-def _parents_first(names: Sequence[str], conditions: dict[str, Condition]) -> list[str]:
+def _parents_first(names: Sequence[str], conditions: dict[str, ActiveWhen]) -> list[str]:
     """Parameters ordered so each comes after its parent; those in a cycle (or under an unknown parent) are left out."""
     order: list[str] = []
     placed: set[str] = set()
