@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 _OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "!%", "%")
@@ -88,32 +88,40 @@ def first_match(document: Any, path: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
+def _scan(text: str) -> Iterator[tuple[str, bool]]:
+    """Each character of `text` (an escaped one with its backslash) and whether it is at the top level:
+    outside brackets, parentheses and quoted strings, where separators count."""
+    depth, quoted, escaped = 0, False, False
+    for ch in text:
+        if escaped:
+            escaped = False
+            yield "\\" + ch, False
+        elif ch == "\\":
+            escaped = True
+        elif quoted:
+            quoted = ch != '"'
+            yield ch, False
+        else:
+            if ch == '"':
+                quoted = True
+            elif ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+                if depth < 0:
+                    raise GjsonError(f"unbalanced {ch!r} in {text!r}")
+            yield ch, depth == 0
+    if quoted or depth or escaped:
+        raise GjsonError(f"unterminated string, bracket or escape in {text!r}")
+
+
 def _split(path: str) -> list[tuple[bool, str]]:
     """Top-level components and whether each was reached through a pipe; brackets, parentheses and
     quoted strings are kept whole."""
     parts: list[tuple[bool, str]] = []
-    depth, quoted, escaped, current, piped = 0, False, False, "", False
-    for ch in path:
-        if escaped:
-            current += "\\" + ch
-            escaped = False
-            continue
-        if ch == "\\":
-            escaped = True
-            continue
-        if quoted:
-            current += ch
-            quoted = ch != '"'
-            continue
-        if ch == '"':
-            quoted = True
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-            if depth < 0:
-                raise GjsonError(f"unbalanced {ch!r} in {path!r}")
-        if depth == 0 and ch in ".|":
+    current, piped = "", False
+    for ch, top in _scan(path):
+        if top and ch in ".|":
             if current == "":
                 # `#(...)#|#(...)#`: a query's trailing `#` ends it, so an empty part before a separator is
                 # only legal right after one.
@@ -122,8 +130,6 @@ def _split(path: str) -> list[tuple[bool, str]]:
             current, piped = "", ch == "|"
             continue
         current += ch
-    if quoted or depth or escaped:
-        raise GjsonError(f"unterminated string, bracket or escape in {path!r}")
     if current == "":
         raise GjsonError(f"path {path!r} ends with a separator")
     parts.append((piped, current))
@@ -153,17 +159,9 @@ def _part(text: str, path: str) -> Key | Count | Query | This | Multi:
 
 
 def _commas(text: str) -> list[str]:
-    out, depth, quoted, current = [], 0, False, ""
-    for ch in text:
-        if quoted:
-            quoted = ch != '"'
-        elif ch == '"':
-            quoted = True
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
+    out, current = [], ""
+    for ch, top in _scan(text):
+        if top and ch == ",":
             out.append(current)
             current = ""
             continue
