@@ -291,7 +291,8 @@ def _refuse_nas(schema: dict[str, Any]) -> None:
     schema.setdefault("x-kubernetes-validations", []).extend([
         {"rule": "!has(self.nasConfig)",
          "message": "neural architecture search (Katib's nasConfig) is out of scope for Dial"},
-        {"rule": "has(self.nasConfig) || has(self.parameters)", "message": "parameters is required"},
+        {"rule": "has(self.nasConfig) || has(self.parameters)", "message": "spec.parameters is required",
+         "fieldPath": ".parameters", "reason": "FieldValueRequired"},
     ])
 
 
