@@ -34,13 +34,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import math
-import platform
 import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -50,6 +48,7 @@ from dial.api.space import ParameterSpec
 from dial.api.trial import Trial, TrialPhase, TrialSpec
 from dial.search import SearchSpace, TrialRecord, make_strategy
 from dial.stopping import make_rule
+from run_info import machine, package_versions  # noqa: E402
 
 METRIC = "val_loss"
 MAX_EPOCHS = 27  # 3**3: rungs at 1, 3, 9 with reduction factor 3
@@ -360,24 +359,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def header(args: argparse.Namespace, budget: int, wall: float) -> str:
-    versions = ", ".join(f"{p} {_version(p)}" for p in ("numpy", "scikit-learn", "optuna"))
-    load = os.getloadavg()
+    versions = package_versions(("numpy", "scikit-learn", "optuna"))
     return (f"# Early-stopping benchmark\n\n"
             f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall / 60:.1f} min\n"
-            f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, one process, load average at the end "
-            f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; Python {platform.python_version()}\n"
+            f"- machine: {machine('one process')}\n"
             f"- task: MLPClassifier on digits, validation log loss after each of up to {MAX_EPOCHS} epochs; "
             f"budget {budget} epochs ({args.budget} full trials) per run, {args.workers} trials at a time, "
             f"{args.seeds} seeds; random configurations in every method\n"
             f"- command: `{' '.join(['benchmarks/early_stopping.py', *sys.argv[1:]])}`\n"
             f"- {versions}\n")
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 if __name__ == "__main__":

@@ -23,12 +23,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import json
 import multiprocessing
-import platform
 import sys
 import time
 import warnings
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).parent))
 from peers import LATENCY_PROBES, RUNNERS, hyperopt_run_with_gaps  # noqa: E402
 from problems import Problem, all_problems, hartmann6, real  # noqa: E402
+from run_info import machine, package_versions  # noqa: E402
 
 LATENCY_SIZES = (100, 500, 1000)
 LATENCY_STEPS = 12  # consecutive proposals per size: the first meets empty caches, the rest are a run's steady state
@@ -253,22 +252,13 @@ def latency_tables(latencies: dict[tuple[str, int], list[float]], optimisers: li
 def header(args: argparse.Namespace, wall: float) -> str:
     packages = ["numpy", "scipy", "scikit-learn", "scikit-optimize", "optuna", "torch", "hyperopt", "smac", "hebo",
                 "cmaes", "coco-experiment"]
-    versions = ", ".join(f"{p} {_version(p)}" for p in packages)
-    load = os.getloadavg()
+    versions = package_versions(packages)
     return (f"# Strategy benchmark\n\n"
             f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall / 60:.1f} min\n"
-            f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {args.processes} worker processes, "
-            f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; Python {platform.python_version()}\n"
+            f"- machine: {machine(f'{args.processes} worker processes')}\n"
             f"- {args.evals} evaluations x {args.seeds} seeds per problem, in each mode of {args.batches} proposals per ask\n"
             f"- command: `{' '.join(['benchmarks/strategies.py', *sys.argv[1:]])}`\n"
             f"- {versions}\n")
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 if __name__ == "__main__":
