@@ -14,7 +14,8 @@ Fixtures
 (``hack/cluster up`` by hand, or ``DIAL_CLUSTER_DIR`` pointing at one) it is reused and left
 running; otherwise it is started with ``hack/cluster up`` and stopped with ``hack/cluster down``
 when the last test session using it ends (``DIAL_KEEP_CLUSTER=1`` keeps it). Sessions may run
-concurrently: each registers its pid under ``<dir>/users``. Every YAML in ``crds/`` is applied
+concurrently: each registers its pid under ``<dir>.turns/users`` (kept when the cluster is taken down
+and up) and takes turns (hack/cluster_turns.py). Every YAML in ``crds/`` is applied
 and waited for until Established (``DIAL_CRDS_DIR`` names another directory; empty skips).
 
 ``namespace`` (function): a fresh namespace name; deleted after the test (not waited for).
@@ -54,6 +55,8 @@ import uuid
 from typing import Any, Callable
 
 import pytest
+
+from cluster_turns import cluster_dir, turns_dir
 
 HACK = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HACK)
@@ -121,8 +124,6 @@ class Cluster:
 
     def _follow_new_cluster(self, started_by_fixture: bool) -> None:
         self.__init__(_state())
-        os.makedirs(os.path.join(self.dir, "users"), exist_ok=True)
-        open(os.path.join(self.dir, "users", str(os.getpid())), "w").close()
         if started_by_fixture:  # else it was up before the tests: leave it up after them
             open(os.path.join(self.dir, "started-by-fixture"), "w").close()
         crds = os.environ.get("DIAL_CRDS_DIR", os.path.join(REPO, "crds"))
@@ -276,13 +277,40 @@ def _run_cluster(*args: str, timeout: float = 3600) -> subprocess.CompletedProce
 
 
 def _state() -> dict:
-    d = os.environ.get("DIAL_CLUSTER_DIR")
-    if not d:
-        import hashlib
-        import tempfile
-        d = os.path.join(tempfile.gettempdir(), f"dial-cluster-{hashlib.sha256(REPO.encode()).hexdigest()[:8]}")
-    with open(os.path.join(d, "state.json")) as f:
+    with open(os.path.join(cluster_dir(), "state.json")) as f:
         return json.load(f)
+
+
+# This process's session cluster, for follow_restarted_cluster.
+_SESSION: list[Cluster] = []
+
+
+def _users_dir() -> str:
+    # Beside the cluster's data, which `down` removes: another session's down_and_up must not unregister us.
+    d = os.path.join(turns_dir(), "users")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def _register_user() -> str:
+    me = os.path.join(_users_dir(), str(os.getpid()))
+    open(me, "w").close()
+    return me
+
+
+def follow_restarted_cluster() -> None:
+    """Another test process took the cluster down and up (new ports and data): follow it. Called at the start
+    of each turn."""
+    if not _SESSION:
+        return
+    c = _SESSION[0]
+    try:
+        state = _state()
+    except (OSError, ValueError):
+        return  # down: the test's own fixture reports it
+    if state != c.state:
+        c.__init__(state)
+        os.environ["KUBECONFIG"] = c.kubeconfig
 
 
 def _live_users(users_dir: str) -> list[int]:
@@ -311,11 +339,9 @@ def cluster():
         if "already running" not in r.stderr:  # started now, by a test session
             open(os.path.join(_state()["dir"], "started-by-fixture"), "w").close()
     c = Cluster(_state())
+    _SESSION[:] = [c]
     # sessions sharing the cluster register here; the last one out stops a fixture-started cluster
-    users = os.path.join(c.dir, "users")
-    os.makedirs(users, exist_ok=True)
-    me = os.path.join(users, str(os.getpid()))
-    open(me, "w").close()
+    me = _register_user()
     old = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = c.kubeconfig
     crds = os.environ.get("DIAL_CRDS_DIR", os.path.join(REPO, "crds"))  # "" skips
@@ -328,11 +354,12 @@ def cluster():
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = old
+        _SESSION.clear()
         try:
             os.remove(me)
         except OSError:
             pass
-        if (os.path.exists(os.path.join(c.dir, "started-by-fixture")) and not _live_users(users)
+        if (os.path.exists(os.path.join(c.dir, "started-by-fixture")) and not _live_users(_users_dir())
                 and os.environ.get("DIAL_KEEP_CLUSTER") != "1"):
             _run_cluster("down", timeout=120)
 

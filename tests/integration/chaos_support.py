@@ -9,24 +9,18 @@ import os
 import signal
 import socket
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
 
-# scenario -> {"tried": n, "survived": n}; printed and kept in benchmarks/RESULTS.md
-TALLY: dict[str, Counter] = {}
+import run_summary
+
+CHAOS_SECTION = "chaos: what was tried and survived"  # printed at the end of the run; kept in benchmarks/RESULTS.md
 
 
 def tally(scenario: str, *, tried: int = 0, survived: int = 0) -> None:
-    counts = TALLY.setdefault(scenario, Counter())
-    counts["tried"] += tried
-    counts["survived"] += survived
-
-
-def tally_lines() -> list[str]:
-    return [f"{scenario:66s} tried {c['tried']:3d}  survived {c['survived']:3d}" for scenario, c in TALLY.items()]
+    run_summary.count(CHAOS_SECTION, scenario, tried=tried, survived=survived)
 
 
 class ApiProxy:

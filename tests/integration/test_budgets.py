@@ -75,6 +75,7 @@ def test_max_trial_seconds_stops_a_long_trial_with_the_reason(cluster, operator)
         assert 0 < s["observations"][0]["nPoints"] < LONG_EPOCHS
 
 
+@pytest.mark.cluster_resource("gpu")  # counts the node's two GPUs
 def test_max_gpu_hours_ends_the_experiment_and_stops_its_trials(cluster, operator):
     ns = operator.namespace
     # Two 1-GPU trials at once spend 0.004 GPU-hours (14.4 GPU-seconds) in about 7 s each.

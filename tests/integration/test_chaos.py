@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 
 from chaos_support import (
-    BAD_MUTATIONS, ApiProxy, kill_container, proxied_kubeconfig, rejected_requests, tally, tally_lines,
+    BAD_MUTATIONS, ApiProxy, kill_container, proxied_kubeconfig, rejected_requests, tally,
     throttle_objects,
 )
 from cluster_fixture import CLUSTER, Cluster
@@ -35,19 +35,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 N_KILLS = 20
 KILL_SEEDS = {"rnd-a": ("random", 21), "rnd-b": ("random", 22), "sob-c": ("sobol", 23)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def print_tally(request):
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not tally_lines():
-        return
-    with capture.global_and_fixture_disabled():  # shown even when the output is captured
-        reporter.write_line("\nchaos: what was tried and survived")
-        for line in tally_lines():
-            reporter.write_line("  " + line)
 
 
 def peaks(name: str, algorithm: str, seed: int, n_trials: int, parallel: int = 1) -> dict:
@@ -254,12 +241,13 @@ def test_throttled_operator_backs_off_and_finishes(cluster, dial_namespace, tmp_
 @pytest.fixture(scope="module")
 def own_cluster(cluster):
     """The session's cluster, its API server and etcd restarted in place: a machine holds one real
-    node, so there is no second cluster; tests run one at a time, so no other test sees the restarts."""
+    node, so there is no second cluster; its tests are cluster_exclusive, so no other test sees the restarts."""
     yield cluster
     for ns in ("restart", "outage"):
         cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
 
 
+@pytest.mark.cluster_exclusive  # restarts the API server and etcd
 def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
     cluster, ns, n_trials = own_cluster, "restart", 8
     cluster.kubectl("create", "namespace", ns)
@@ -292,6 +280,7 @@ def test_api_server_and_etcd_restart_mid_experiment(own_cluster, tmp_path):
         operator.stop()
 
 
+@pytest.mark.cluster_exclusive  # restarts the API server and etcd
 def test_a_pod_that_ends_while_the_api_server_is_down_still_reports_its_end(own_cluster):
     """The kubelet's status manager writes a pod's final status once the API server is back."""
     cluster, ns = own_cluster, "outage"

@@ -130,6 +130,7 @@ def gpu_pod(name: str, ns: str, gpus: int, code: str, node: str | None = None) -
     }
 
 
+@pytest.mark.cluster_resource("gpu")  # counts the node's two GPUs
 def test_gpu_scheduling_and_isolation(cluster, namespace):
     cluster.core.create_namespaced_pod(namespace, gpu_pod("too-big", namespace, 3, "print('never')"))
 

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "hack"))
 from realnode import node  # noqa: E402
 from cluster_fixture import pid_alive  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster_exclusive]  # takes the cluster down and up
 
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.rest import ApiException
 
+import run_summary
 from operator_fixtures import (  # noqa: F401  (fixtures)
     OperatorProcess, apply, assert_each_trial_ran_once_with_its_printed_objective, dial_namespace, dump,
     example_manifest, phases, trials, wait, wait_for_phase,
@@ -88,7 +89,7 @@ def assert_finished_exactly_once(cluster, namespace: str, name: str) -> None:
     assert_each_trial_ran_once_with_its_printed_objective(cluster, namespace, items)
 
 
-def test_sigkill_the_leader_ten_times_during_three_experiments(cluster, replicas, capsys):
+def test_sigkill_the_leader_ten_times_during_three_experiments(cluster, replicas):
     ns = next(iter(replicas.values())).namespace
     leader = wait_for_holder(cluster, ns, replicas)
     for manifest in experiments(3):
@@ -110,10 +111,9 @@ def test_sigkill_the_leader_ten_times_during_three_experiments(cluster, replicas
         assert exp["status"]["phase"] == "Succeeded", dump(exp["status"])
         assert exp["status"]["trialsCreated"] == N_TRIALS
         assert_finished_exactly_once(cluster, ns, name)
-    with capsys.disabled():
-        print(f"\nfail-over after SIGKILL of the leader ({len(failovers)} kills, lease {LEASE_DURATION}s, "
-              f"renew deadline {RENEW_DEADLINE}s, retry {RETRY_PERIOD}s): "
-              f"p50 {statistics.median(failovers):.1f}s, max {max(failovers):.1f}s")
+    run_summary.line("operator high availability", f"fail-over after SIGKILL of the leader ({len(failovers)} kills, "
+                     f"lease {LEASE_DURATION}s, renew deadline {RENEW_DEADLINE}s, retry {RETRY_PERIOD}s): "
+                     f"p50 {statistics.median(failovers):.1f}s, max {max(failovers):.1f}s")
     # The standby takes the Lease once the dead leader's renewal is a lease duration old, at its next retry.
     assert max(failovers) <= LEASE_DURATION + 2 * RETRY_PERIOD + 4, failovers
 

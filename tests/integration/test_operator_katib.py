@@ -45,6 +45,7 @@ def katib_on_the_worker_image(path: Path, namespace: str) -> dict[str, Any]:
     return fit_to_node(manifest)
 
 
+@pytest.mark.cluster_exclusive  # its 15 experiments fill the node's CPU requests on purpose
 def test_katib_examples_run_to_succeeded_side_by_side(cluster, operator) -> None:
     # All at once under one operator, as a team migrating its experiments would apply them: the node's CPU
     # requests queue their pods, and the run costs a few minutes rather than one operator start per file.

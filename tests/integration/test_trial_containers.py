@@ -134,6 +134,7 @@ def test_a_training_image_without_a_shell_fails_the_trial_with_a_message_that_sa
     assert exp["status"]["conditions"][0]["reason"] == "FirstTrialsFailed", dump(exp["status"])
 
 
+@pytest.mark.cluster_resource("gpu")  # counts the node's two GPUs
 def test_one_gpu_trials_on_a_two_gpu_node_run_at_most_two_at_once(cluster, operator):
     ns = operator.namespace
     assert cluster.gpus == 2
