@@ -1,10 +1,15 @@
 """Katib's hp-tuning, early-stopping and metrics-collector examples run to Succeeded under `dial operator`: the
 files as Katib ships them (tests/data/katib), with Dial's apiVersion, the test's namespace, and the training
-pointed at dial.examples.katib_mnist in the worker image (Katib's images cannot be pulled here; the example
-takes mnist.py's flags and writes its log lines). Budgets are cut to a few trials to fit the test node."""
+pointed at the worker image's copy of Katib's trial program (Katib's images cannot be pulled here):
+dial.examples.katib_mnist takes mnist.py's flags and writes its log lines, dial.examples.katib_pbt those of
+simple-pbt's pbt_test.py. Budgets are cut to a few trials to fit the test node."""
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +17,21 @@ import pytest
 import yaml
 
 from cluster_fixture import fit_to_node
+from dial.kube.rbac import operator_cluster_role
 from operator_fixtures import (  # noqa: F401  (fixtures)
-    apply, dial_namespace, dump, events, operator, phases, trials, wait_for_phase,
+    OperatorProcess, apply, dial_namespace, dump, events, operator, phases, service_account_kubeconfig, trials, wait,
+    wait_for_phase,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 KATIB = Path(__file__).resolve().parents[1] / "data" / "katib"
-# simple-pbt trains Katib's own pbt_test.py and keeps checkpoints on a claim Katib creates itself: not
-# one of the mnist trials (its rendering is unit-tested in tests/unit/test_katib_workloads.py; the operator
-# asks for the claim by name). The custom collector example's collector image is replaced by Dial's File
-# collector reading the same file.
-NOT_MNIST_AS_IS = {"simple-pbt.yaml"}
+# simple-pbt trains Katib's pbt_test.py, not mnist.py, and keeps checkpoints on a claim the operator creates:
+# its own test below. The custom collector example's collector image is replaced by Dial's File collector
+# reading the same file.
+PBT = KATIB / "hp-tuning" / "simple-pbt.yaml"
 RUNNABLE = sorted(p for d in ("hp-tuning", "early-stopping", "metrics-collector") for p in (KATIB / d).glob("*.yaml")
-                  if p.name not in NOT_MNIST_AS_IS)
+                  if p != PBT)
 
 
 def katib_on_the_worker_image(path: Path, namespace: str) -> dict[str, Any]:
@@ -79,3 +85,75 @@ def test_katib_examples_run_to_succeeded_side_by_side(cluster, operator) -> None
     warned = [m for reason, m in events(cluster, ns, "median-stop") if reason == "SpecWarning"]
     assert any(m.startswith("spec.trialTemplate.retain: has no effect in Dial") for m in warned), warned
     assert not problems, "\n\n".join(problems)
+
+
+def katib_pbt_on_the_worker_image(namespace: str) -> dict[str, Any]:
+    """simple-pbt.yaml with only apiVersion, namespace, image and command changed (its budget, 2 trials, fits)."""
+    manifest = yaml.safe_load(PBT.read_text())
+    assert manifest["apiVersion"] == "kubeflow.org/v1beta1"
+    manifest["apiVersion"] = "dial.dev/v1alpha1"
+    manifest["metadata"]["namespace"] = namespace
+    [container] = manifest["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["python3", "/opt/pbt/pbt_test.py"], container["command"]
+    container["image"] = "dial-worker:0.1.0"
+    container["command"] = ["python", "-m", "dial.examples.katib_pbt", *container["command"][2:]]
+    return manifest
+
+
+def hostpath_volume_for(cluster, namespace: str, claim: str) -> tuple[str, str]:
+    """What an administrator of a cluster without a provisioner does for Katib's claim: a PersistentVolume
+    reserved for it (claimRef), as large and as shared as it asks (Katib's pbt defaults: 5Gi, ReadWriteMany),
+    on a node directory the image's non-root user may write. Returns (volume name, directory)."""
+    directory = os.path.join(cluster.dir, "claims", namespace, claim)
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o777)
+    volume = f"{claim}-{namespace}"  # Katib's name for the volume it makes when katib-config gives one
+    cluster.apply(json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+        "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": directory, "type": "Directory"},
+                 "claimRef": {"namespace": namespace, "name": claim}}}))
+    return volume, directory
+
+
+def test_katib_pbt_example_runs_on_the_claim_the_operator_creates(cluster, dial_namespace, tmp_path) -> None:
+    ns, name, claim = dial_namespace, "simple-pbt", "simple-pbt-pbt"
+    # The operator as the chart would run it: with its own ClusterRole (operator/dial/kube/rbac.py), not the admin,
+    # so creating the claim is allowed by that role and nothing more.
+    role = operator_cluster_role(f"dial-operator-{ns}")
+    kubeconfig = service_account_kubeconfig(cluster, ns, "dial-operator", role)
+    volume, directory = hostpath_volume_for(cluster, ns, claim)
+    operator = OperatorProcess(str(kubeconfig), ns, tmp_path / "operator.log")
+    operator.start()
+    try:
+        apply(cluster, ns, katib_pbt_on_the_worker_image(ns))
+        exp = wait_for_phase(cluster, operator, ns, name, ("Succeeded", "Failed"), timeout=600)
+        items = trials(cluster, ns, name)
+        assert exp["status"]["phase"] == "Succeeded", dump(exp["status"])
+        assert phases(items) == ["Succeeded"] * 2, dump([t["status"] for t in items])
+        assert all(t["status"].get("objective") is not None for t in items), dump([t["status"] for t in items])
+        stored = cluster.core.read_namespaced_persistent_volume_claim(claim, ns)
+        assert stored.status.phase == "Bound" and stored.spec.volume_name == volume
+        assert [(r.kind, r.name, r.uid) for r in stored.metadata.owner_references] == \
+            [("Experiment", name, exp["metadata"]["uid"])]
+        for trial in items:
+            trial_name = trial["metadata"]["name"]
+            pod = cluster.batch.read_namespaced_job(trial_name, ns).spec.template.spec
+            assert [v.persistent_volume_claim.claim_name for v in pod.volumes if v.persistent_volume_claim] == [claim]
+            # Katib's mount: the trial's own directory of the claim at suggestion_trial_dir, where --checkpoint points.
+            with open(os.path.join(directory, trial_name, "training.ckpt"), "rb") as f:
+                assert pickle.load(f)["step"] == 21, trial_name  # 20 epochs from scratch (generation 0)
+        reasons = [reason for reason, _ in events(cluster, ns, name)]
+        assert reasons.count("CheckpointClaimCreated") == 1, reasons
+        warned = [m for reason, m in events(cluster, ns, name) if reason == "SpecWarning"]
+        assert any(m.startswith("spec.resumePolicy: FromVolume") for m in warned), warned
+        # Deleting the Experiment deletes the claim (its owner), through the garbage collector.
+        cluster.kubectl("delete", "experiment", name, "-n", ns, "--wait=false")
+        wait(lambda: not cluster.core.list_namespaced_persistent_volume_claim(
+            ns, field_selector=f"metadata.name={claim}").items, 120, f"claim {claim} garbage-collected", operator)
+    finally:
+        operator.stop()
+        cluster.kubectl("delete", "pv", volume, "--wait=false", check=False)
+        cluster.kubectl("delete", "clusterrolebinding", f"{role['metadata']['name']}-{ns}", check=False)
+        cluster.kubectl("delete", "clusterrole", role["metadata"]["name"], check=False)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -3,6 +3,7 @@ here), run to the end with `dial run`: the Katib form is what runs, not a transl
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,61 @@ def test_katibs_file_collector_example_with_its_regular_expression(tmp_path: Pat
         # `{metricName: accuracy, metricValue: 0.8844}` lines, one per epoch, read with Katib's filter.
         accuracy = next(o for o in trial["status"]["observations"] if o["name"] == "accuracy")
         assert accuracy["nPoints"] == 1 and 0 < trial["status"]["objective"] <= 1
+
+
+def katib_pbt_on_the_bundled_program(tmp_path: Path, *, settings: dict[str, str] | None = None, **spec: Any) -> Path:
+    """Katib's simple-pbt with its pbt_test.py replaced by dial.examples.katib_pbt (same flags, file and lines)."""
+    data = yaml.safe_load((KATIB / "hp-tuning/simple-pbt.yaml").read_text())
+    data["apiVersion"] = "dial.dev/v1alpha1"
+    [container] = data["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["python3", "/opt/pbt/pbt_test.py"], container["command"]
+    container.pop("image")
+    container["command"] = ["python", "-m", "dial.examples.katib_pbt", *container["command"][2:]]
+    settings = dict(settings or {})
+    for entry in data["spec"]["algorithm"]["algorithmSettings"]:
+        entry["value"] = settings.pop(entry["name"], entry["value"])
+    assert not settings, settings
+    data["spec"].update(spec)
+    path = tmp_path / "simple-pbt.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def checkpoint_step(out: Path, trial: str) -> int:
+    with (out / "checkpoints" / trial / "training.ckpt").open("rb") as f:
+        return pickle.load(f)["step"]
+
+
+def test_katibs_pbt_example_keeps_each_trials_checkpoint_in_its_own_directory(tmp_path: Path) -> None:
+    katib_dir = Path("/var/log/katib/checkpoints/training.ckpt")
+    there_before = katib_dir.exists()
+    out = tmp_path / "out"
+    done = dial("run", str(katib_pbt_on_the_bundled_program(tmp_path)), "--output", str(out), "--no-live")
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results(out)
+    assert data["experiment"]["status"]["phase"] == "Succeeded"
+    trials = data["trials"]
+    assert [t["status"]["phase"] for t in trials] == ["Succeeded"] * 2  # maxTrialCount 2 of n_population 40
+    for trial in trials:
+        name = trial["metadata"]["name"]
+        assert trial["status"]["objective"] is not None
+        # --checkpoint=/var/log/katib/checkpoints/ became the trial's own directory under the output.
+        assert checkpoint_step(out, name) == 21
+        assert (out / "trials" / name / "output.log").read_text().startswith("epoch 21:\n")
+    assert katib_dir.exists() == there_before
+
+
+def test_katibs_pbt_example_with_a_small_population_resumes_the_parents_checkpoints(tmp_path: Path) -> None:
+    # Katib's smallest population (5) and two generations, so that generation 1 continues generation 0.
+    path = katib_pbt_on_the_bundled_program(tmp_path, settings={"n_population": "5"}, maxTrialCount=10)
+    out = tmp_path / "out"
+    done = dial("run", str(path), "--output", str(out), "--no-live")
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = results(out)["trials"]
+    assert [t["status"]["phase"] for t in trials] == ["Succeeded"] * 10
+    for trial in trials:
+        name, parent = trial["metadata"]["name"], trial["spec"].get("parentTrial")
+        assert checkpoint_step(out, name) == (21 if parent is None else 41), (name, parent)
+        if parent is not None:
+            assert (out / "trials" / name / "output.log").read_text().startswith("epoch 41:\n")
+    assert sum(t["spec"].get("parentTrial") is not None for t in trials) == 5

@@ -35,6 +35,7 @@ class FakeKube:
         self.jobs: dict[Key, dict[str, Any]] = {}
         self.pods: dict[Key, dict[str, Any]] = {}
         self.service_accounts: set[Key] = set()
+        self.claims: dict[Key, dict[str, Any]] = {}  # PersistentVolumeClaims
         self.events: list[tuple[str, str, bool]] = []  # (reason, message, warning)
         self.writes: list[tuple[str, str, Any]] = []  # (verb, name, body)
         self.refuse_jobs: ApiException | None = None  # raised by every create_job while set
@@ -114,6 +115,17 @@ class FakeKube:
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return None
+
+    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.claims.get((namespace, name)))
+
+    def create_claim(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        name = body["metadata"]["name"]
+        self.writes.append(("create-claim", name, copy.deepcopy(body)))
+        if (namespace, name) in self.claims:
+            return None  # 409 Conflict
+        self.claims[(namespace, name)] = self._stored(namespace, body)
+        return copy.deepcopy(self.claims[(namespace, name)])
 
     def service_account_exists(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self.service_accounts

@@ -135,6 +135,7 @@ OPERATOR_NAMESPACED = {
     ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},
     ("", "serviceaccounts"): {"get"},
+    ("", "persistentvolumeclaims"): {"get", "create"},
     ("", "events"): {"create"},
     ("", "configmaps"): {"get"},
 }

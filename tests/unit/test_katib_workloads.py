@@ -199,10 +199,11 @@ def test_katib_pbt_mounts_each_trials_own_checkpoint_directory_prefilled_by_its_
     assert {"name": "dial-checkpoints", "persistentVolumeClaim": {"claimName": "pbt"}} in pod["volumes"]
 
 
-def test_katib_pbt_without_a_claim_is_refused_by_the_operator() -> None:
-    [error] = kube_spec_errors(katib("hp-tuning/simple-pbt.yaml"))
-    assert error.path == "spec.algorithm.settings.checkpoint_claim_name"
-    assert "Katib's checkpoint convention" in error.message
+def test_katib_pbt_without_a_claim_mounts_the_one_the_operator_creates_as_katib_does() -> None:
+    experiment = katib("hp-tuning/simple-pbt.yaml")
+    assert kube_spec_errors(experiment) == []
+    pod = trial_job(experiment, stored_trial(experiment, "simple-pbt-0003"), CollectorSettings())["spec"]["template"]["spec"]
+    assert {"name": "dial-checkpoints", "persistentVolumeClaim": {"claimName": "simple-pbt-pbt"}} in pod["volumes"]
 
 
 CONFIG_MAP_TEMPLATE = """

@@ -13,7 +13,8 @@ from dial.api import ParameterSpec, TrialPhase
 from dial.engine import ExperimentError, load_experiment, plan, render_job_spec, validate_experiment
 from dial.engine.plan import history as history_of
 from dial.engine.validation import parse_experiment
-from dial.examples import pbt_train
+from dial.examples import katib_pbt, pbt_train
+from dial.metrics.parsing import MetricReader
 from dial.kube.jobs import CHECKPOINT_VOLUME, CollectorSettings, kube_spec_errors, trial_job
 from dial.search import SearchSpace, TrialRecord, make_strategy
 from dial.search.pbt import perturb, split_generations
@@ -146,13 +147,41 @@ def test_pbt_template_with_one_checkpoint_placeholder_is_refused():
                for m in messages)
 
 
-def test_pbt_template_without_checkpoint_placeholders_is_katibs_convention_a_pod_only_can_follow():
+def test_pbt_template_without_checkpoint_placeholders_is_katibs_convention_dial_run_needs_the_directory_named():
     from dial.local.runner import check_runnable
 
     exp = experiment(algorithm={"name": "pbt", "settings": SETTINGS})
     assert validate_experiment(exp) == []  # each trial's own directory is mounted at suggestion_trial_dir
-    with pytest.raises(ExperimentError, match="Katib's checkpoint convention"):
-        check_runnable(exp)
+    with pytest.raises(ExperimentError, match="Katib's checkpoint convention: dial run gives each trial its own"):
+        check_runnable(exp)  # the command names no suggestion_trial_dir: its trials would share a real directory
+    exp.spec.trial_template.job_spec["template"]["spec"]["containers"][0]["command"].append(
+        "--checkpoint=/var/lib/dial/checkpoints")
+    check_runnable(exp)
+
+
+def test_dial_run_puts_each_katib_trials_own_directory_where_the_command_names_suggestion_trial_dir(tmp_path):
+    from dial.local.commands import local_command
+
+    exp = experiment(algorithm={"name": "pbt", "settings": {**SETTINGS, "suggestion_trial_dir": "/ckpt/"}})
+    container = exp.spec.trial_template.job_spec["template"]["spec"]["containers"][0]
+    container["command"] += ["--checkpoint=/ckpt/", "--log=/ckpt/x/log.txt", "--other=/ckpt2"]
+    container["env"] = [{"name": "CKPT", "value": "/ckpt"}]
+    command, env, _ = local_command(exp, "exp-0004", {"lr": 0.1, "layers": 2}, parent="exp-0001",
+                                    checkpoint_root=tmp_path)
+    assert command[-3:] == [f"--checkpoint={tmp_path}/exp-0004/", f"--log={tmp_path}/exp-0004/x/log.txt", "--other=/ckpt2"]
+    assert env["CKPT"] == f"{tmp_path}/exp-0004"
+
+
+def test_dial_run_fills_a_katib_trials_directory_with_a_fresh_copy_of_its_parents(tmp_path):
+    from dial.local.backend import own_checkpoint
+
+    (tmp_path / "exp-0001").mkdir()
+    (tmp_path / "exp-0001" / "training.ckpt").write_bytes(b"parent")
+    (tmp_path / "exp-0004").mkdir()
+    (tmp_path / "exp-0004" / "stale").write_text("left by an interrupted run")
+    own = own_checkpoint(tmp_path, "exp-0004", "exp-0001")
+    assert sorted(p.name for p in own.iterdir()) == ["training.ckpt"] and (own / "training.ckpt").read_bytes() == b"parent"
+    assert list(own_checkpoint(tmp_path, "exp-0000", None).iterdir()) == []
 
 
 def test_pbt_refuses_zoom_and_warm_start():
@@ -196,9 +225,12 @@ def test_operator_mounts_the_checkpoint_claim_and_renders_the_stored_parent():
     assert kube_spec_errors(exp) == []
 
 
-def test_operator_needs_a_shared_volume_for_checkpoints():
-    errors = kube_spec_errors(pbt_experiment())
-    assert [e.path for e in errors] == ["spec.algorithm.settings.checkpoint_claim_name"]
+def test_operator_without_a_claim_or_a_shared_volume_mounts_the_claim_it_creates():
+    assert kube_spec_errors(pbt_experiment()) == []
+    stored = {"apiVersion": "dial.dev/v1alpha1", "kind": "Trial", "metadata": {"name": "exp-0000", "uid": "u"},
+              "spec": {"experiment": "exp", "index": 0, "parameterAssignments": {"lr": 0.01, "layers": 2}}}
+    pod = trial_job(pbt_experiment(), stored, CollectorSettings())["spec"]["template"]["spec"]
+    assert {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": "exp-pbt"}} in pod["volumes"]
 
 
 def test_operator_reports_invalid_settings_once_without_raising():
@@ -226,6 +258,25 @@ def test_example_training_resumes_its_parent_instead_of_starting_over(tmp_path, 
     assert not np.array_equal(weights[child].coef_, weights[parent].coef_)  # and trained further
     state = json.loads((child / "state.json").read_text())
     assert state["epoch"] == 3 and [s["lr"] for s in state["lineage"]] == [0.01, 0.02]
+
+
+def test_katib_example_training_resumes_its_checkpoint_as_if_never_interrupted(tmp_path, capsys):
+    # Katib's pbt_test.py flags and checkpoint: `--checkpoint` is read (training.ckpt) if present, then saved.
+    katib_pbt.main(["--lr=0.002", "--epochs=20", f"--checkpoint={tmp_path / 'segments'}/"])
+    first = capsys.readouterr().out
+    assert first.splitlines()[:2] == ["epoch 21:", "lr=0.0020"]
+    assert pickle.loads((tmp_path / "segments" / "training.ckpt").read_bytes())["step"] == 21
+    katib_pbt.main(["--lr=0.002", "--epochs=10", f"--checkpoint={tmp_path / 'segments'}"])
+    resumed = capsys.readouterr().out
+    katib_pbt.main(["--lr=0.002", "--epochs=30", f"--checkpoint={tmp_path / 'whole'}"])
+    whole = capsys.readouterr().out
+    assert resumed.startswith("epoch 31:") and resumed == whole  # 20 + 10 steps are the same as 30 in one go
+    points = MetricReader(["Validation-accuracy"]).feed(resumed.splitlines())
+    [accuracy] = [p.value for p in points if p.name == "Validation-accuracy"]
+    assert 0 < accuracy < 1
+    # A learning rate far above the optimum (0.001 at accuracy 0) gets nowhere, as in pbt_test.py.
+    katib_pbt.main(["--lr=0.02", "--epochs=30", f"--checkpoint={tmp_path / 'high'}"])
+    assert capsys.readouterr().out.endswith("Validation-accuracy=0.0000\n")
 
 
 def pbt_experiment(*, settings: dict | None = None, algorithm: str = "pbt"):

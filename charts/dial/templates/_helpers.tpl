@@ -111,6 +111,12 @@ Bound with a Role per watched namespace, or a ClusterRole when it watches all of
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get"]
+# PersistentVolumeClaims: a pbt experiment that names no checkpoint claim gets one, created before its first Job
+# and read before the Jobs of each reconcile (is it still this Experiment's?). Never deleted by the operator:
+# the Experiment owns it, so the garbage collector deletes it with the Experiment.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "create"]
 # Events on Experiments (trial created, stopped, experiment finished); kopf's own posting is off.
 - apiGroups: [""]
   resources: ["events"]

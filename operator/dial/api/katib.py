@@ -32,7 +32,7 @@ RESUME_POLICIES = {
     "LongRunning": "Dial keeps nothing running between trials: strategies are pure functions of the trials' "
                    "history, so a finished experiment resumes when maxTrialCount is raised",
     "FromVolume": "Dial has no suggestion state to keep on a volume: a restarted operator rebuilds it from the "
-                  "trials' history",
+                  "trials' history (pbt's checkpoint claim is created whatever the policy)",
 }
 PARAMETER_TYPES = ("double", "int", "categorical", "discrete")
 # Katib's default TEXT filter and the form its mnist examples log, as metricsFormat regular expressions.

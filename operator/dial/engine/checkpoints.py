@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 
 from dial.api.experiment import Experiment
 from dial.search import STRATEGIES
@@ -37,3 +38,14 @@ def katib_checkpoints(experiment: Experiment) -> bool:
     """pbt with Katib's convention: the template names no checkpoint placeholder, because every trial finds its
     own checkpoint directory, pre-filled with its parent's, mounted at `suggestion_trial_dir`."""
     return uses_checkpoints(experiment) and not (experiment.spec.trial_template.placeholders() & set(CHECKPOINT_PLACEHOLDERS))
+
+
+def relocate(text: str, mount: str, directory: str) -> str:
+    """`text` (an argument, an env value) with `mount`, or any path below it, moved under `directory`:
+    `--checkpoint=/var/log/katib/checkpoints/` becomes `--checkpoint=<directory>/`. `dial run` gives Katib's
+    convention's trials their own directory this way, since no volume can be mounted for a process."""
+    if mount == "/":
+        return text  # every absolute path is below it: nothing can be told apart (check_runnable refuses it)
+    # Whole path components only: not /opt/var/log/..., not /var/log/katib/checkpoints2.
+    pattern = re.compile(rf"(?<![\w.\-/]){re.escape(mount)}(?![\w.\-])")
+    return pattern.sub(lambda _: directory, text)

@@ -15,8 +15,10 @@ from dial.engine import new_trial
 from dial.api.zoom import ZoomStatus
 from dial.engine.driver import Blocker, Event
 from dial.engine.plan import Finish, StopOrder, TrialProposal
+from dial.kube.claims import (CLAIM_CREATED, CLAIM_NOT_OURS, claim_body, creates_claim, describe_claim, foreign_claim,
+                              operator_claim_name, template_container)
 from dial.kube.client import KubeClient
-from dial.kube.jobs import CollectorSettings, trial_body, trial_job
+from dial.kube.jobs import EXPERIMENT_LABEL, CollectorSettings, owner_reference, trial_body, trial_job
 from dial.kube.outcomes import training_ended
 from dial.kube.world import World, primary_name, status_wire, sync_trials
 
@@ -70,6 +72,7 @@ class KubeBackend(TrialStops):
         self.experiment = experiment
         self.collector = collector
         self.container = primary_name(experiment)
+        self.claim_ready = False  # the operator's checkpoint claim was found or created in this reconcile
 
     def read_trials(self, now: datetime) -> list[Trial]:
         return sync_trials(self.kube, self.experiment, self.world, now)
@@ -130,7 +133,37 @@ class KubeBackend(TrialStops):
                 blockers += self._create_job(raws[trial.name])
         return blockers
 
+    def _ensure_claim(self) -> list[Blocker]:
+        """pbt naming no checkpoint claim: create the operator's (`dial.kube.claims`) before any Job mounts it.
+
+        Before every Job, once per reconcile: a GET, and a create when it is missing (409 means another run of the
+        operator made it), so a crash between the claim and the Job, or a claim deleted meanwhile, heals on the next
+        reconcile. A claim of that name that is not this Experiment's blocks the trials rather than mixing them into
+        it.
+        """
+        if self.claim_ready or not creates_claim(self.experiment, template_container(self.experiment)):
+            return []
+        name = operator_claim_name(self.experiment)
+        stored = self.kube.get_claim(self.namespace, name)
+        if stored is None:
+            body = claim_body(self.experiment, self.namespace, owner=owner_reference(self.raw),
+                              labels={EXPERIMENT_LABEL: self.experiment.name})
+            stored = self.kube.create_claim(self.namespace, body)
+            if stored is not None:
+                self.kube.post_event(self.raw, CLAIM_CREATED, f"PersistentVolumeClaim {name} ({describe_claim(body)}) "
+                                     f"keeps the trials' checkpoints; it is deleted with the Experiment")
+                log.info("%s/%s: created checkpoint claim %s", self.namespace, self.experiment.name, name)
+            else:
+                stored = self.kube.get_claim(self.namespace, name)
+        problem = foreign_claim(stored, self.raw["metadata"]["uid"]) if stored is not None else None
+        if problem is not None:
+            return [Blocker(CLAIM_NOT_OURS, problem)]
+        self.claim_ready = stored is not None
+        return []
+
     def _create_job(self, trial_raw: dict[str, Any]) -> list[Blocker]:
+        if blockers := self._ensure_claim():
+            return blockers  # the trial stays Pending without a Job; unblock() tries again
         job = trial_job(self.experiment, trial_raw, self.collector)
         try:
             self.kube.create_job(self.namespace, job)

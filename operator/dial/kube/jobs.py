@@ -17,6 +17,7 @@ from dial.engine import SpecError, render_job_spec
 from dial.engine.checkpoints import katib_checkpoints, checkpoint_settings
 from dial.engine.template import primary_container, substitute, trial_metadata
 from dial.engine.workloads import PodSlot, pod_slots, primary_pod_labels, primary_slots
+from dial.kube.claims import trial_claim_name
 
 EXPERIMENT_LABEL = f"{API_GROUP}/experiment"
 TRIAL_LABEL = f"{API_GROUP}/trial"
@@ -115,16 +116,14 @@ def kube_spec_errors(experiment: Experiment) -> list[SpecError]:
         pbt = checkpoint_settings(experiment)
     except ValidationError:
         pbt = None  # reported by validate_experiment
-    if pbt is not None and pbt.checkpoint_claim_name is None and katib_checkpoints(experiment):
-        return [SpecError("spec.algorithm.settings.checkpoint_claim_name",
-                          "pbt with Katib's checkpoint convention mounts each trial's own directory of a shared "
-                          f"volume at suggestion_trial_dir {pbt.suggestion_trial_dir!r}: name the ReadWriteMany "
-                          "PersistentVolumeClaim that holds them")]
-    if pbt is not None and pbt.checkpoint_claim_name is None and not _mounted(container, pbt.suggestion_trial_dir):
-        return [SpecError("spec.algorithm.settings.checkpoint_claim_name",
-                          f"pbt trials share checkpoints under suggestion_trial_dir {pbt.suggestion_trial_dir!r}: name a "
-                          "PersistentVolumeClaim for the operator to mount there, or mount a shared volume there "
-                          "in the training container")]
+    if pbt is not None and katib_checkpoints(experiment) and any(
+            m["mountPath"].rstrip("/") == pbt.suggestion_trial_dir for m in container.get("volumeMounts") or []):
+        # Katib's convention mounts each trial's own directory of the claim there; a second mount would clash.
+        return [SpecError(f"{TEMPLATE_CONTAINERS}[{container.get('name', 0)}].volumeMounts",
+                          "pbt with Katib's checkpoint convention mounts each trial's own directory of the checkpoint "
+                          f"claim at suggestion_trial_dir {pbt.suggestion_trial_dir!r}: remove this mount (name a "
+                          "ReadWriteMany claim in spec.algorithm.settings.checkpoint_claim_name, or leave it unset for "
+                          "the operator to create one)")]
     collector = spec.metrics_collector
     if collector.kind is CollectorKind.stdout and not (container.get("command") or container.get("args")):
         return [SpecError(f"{TEMPLATE_CONTAINERS}[{container.get('name', 0)}].command",
@@ -209,24 +208,19 @@ def _add_collector(experiment: Experiment, trial_name: str, namespace: str, slot
     slot.sidecars.insert(0, sidecar)
 
 
-def _mounted(container: dict[str, Any], path: str) -> bool:
-    """Whether a volume is mounted at `path` or above it in the container."""
-    return any(path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")
-               for m in container.get("volumeMounts") or [])
-
-
 def _mount_checkpoints(experiment: Experiment, slot: PodSlot, container: dict[str, Any], trial_name: str,
                        parent: str | None, collector: CollectorSettings) -> None:
-    """pbt: the checkpoint claim at suggestion_trial_dir, where every trial writes and reads checkpoints.
+    """pbt: the checkpoint claim (named, or the operator's: `dial.kube.claims`) at suggestion_trial_dir, where every
+    trial writes and reads checkpoints.
 
     With Katib's convention (no checkpoint placeholder in the template) only the trial's own directory is mounted
     there, and an init container first copies the parent trial's checkpoint into it, as Katib's suggestion does.
     """
     settings = checkpoint_settings(experiment)
-    if settings is None or settings.checkpoint_claim_name is None:
+    claim = trial_claim_name(experiment, container)
+    if settings is None or claim is None:
         return
-    slot.volumes.append(
-        {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": settings.checkpoint_claim_name}})
+    slot.volumes.append({"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": claim}})
     if not katib_checkpoints(experiment):
         container.setdefault("volumeMounts", []).append(
             {"name": CHECKPOINT_VOLUME, "mountPath": settings.suggestion_trial_dir})

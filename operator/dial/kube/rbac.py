@@ -27,8 +27,8 @@ def collector_rbac(namespace: str, name: str = COLLECTOR_NAME) -> list[dict[str,
 
 
 def operator_cluster_role(name: str = OPERATOR_NAME) -> dict[str, Any]:
-    """What `dial operator` calls: its own resources, Jobs, pods (read, logs), events, and what kopf
-    needs to discover and watch resources."""
+    """What `dial operator` calls: its own resources, Jobs, pods (read, logs), events, pbt's checkpoint claims,
+    and what kopf needs to discover and watch resources."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "dial"}},
@@ -42,6 +42,7 @@ def operator_cluster_role(name: str = OPERATOR_NAME) -> dict[str, Any]:
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
             {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},  # pbt's checkpoints
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},  # trialTemplate.configMap
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from dial.api.trial import Trial, TrialPhase
 from dial.engine import finalize_trial, new_trial, record_points
 from dial.engine import reasons
 from dial.api.zoom import ZoomStatus
+from dial.engine.checkpoints import katib_checkpoints
 from dial.engine.driver import Blocker, Event
 from dial.engine.plan import Finish, StopOrder, TrialProposal
 from dial.engine.trials import mark_running
@@ -107,6 +109,8 @@ class LocalBackend:
         spec = self.experiment.spec
         trial_dir = self.output / "trials" / trial.name
         trial_dir.mkdir(parents=True, exist_ok=True)
+        if katib_checkpoints(self.experiment):
+            own_checkpoint(self.checkpoint_root, trial.name, trial.spec.parent_trial)
         command, env, working_dir = local_command(self.experiment, trial.name, trial.spec.parameter_assignments,
                                                   parent=trial.spec.parent_trial, checkpoint_root=self.checkpoint_root)
         cwd = self.base_dir / working_dir if working_dir else self.base_dir
@@ -210,3 +214,17 @@ def outcome_line(trial: Trial, objective: str, process: TrialProcess) -> str:
     if process.popen is not None:
         line += f"\n  full log: {process.log_path}"
     return line
+
+
+def own_checkpoint(root: Path, trial: str, parent: str | None) -> Path:
+    """Katib's convention: the trial's own checkpoint directory, a fresh copy of its parent's (empty in generation 0),
+    as Katib's pbt suggestion prepares it (`shutil.copytree`) and the operator's init container does in a pod. What
+    an earlier, interrupted run of the same trial left there goes first."""
+    own = root / trial
+    shutil.rmtree(own, ignore_errors=True)
+    source = root / parent if parent else None
+    if source is not None and source.is_dir():
+        shutil.copytree(source, own, symlinks=True)
+    else:
+        own.mkdir(parents=True)
+    return own

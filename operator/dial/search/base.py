@@ -62,7 +62,11 @@ class CheckpointSettings(Protocol):
     """The settings every strategy with `needs_checkpoints` has: where checkpoints live in a trial's pod."""
 
     suggestion_trial_dir: str
-    checkpoint_claim_name: str | None  # a PersistentVolumeClaim mounted at suggestion_trial_dir, if any
+    checkpoint_claim_name: str | None  # a PersistentVolumeClaim mounted at suggestion_trial_dir; None: the operator's
+    # The claim the operator creates when checkpoint_claim_name is None (and nothing is mounted there):
+    checkpoint_storage: str  # its storage request, a Kubernetes quantity
+    checkpoint_storage_class_name: str | None  # its StorageClass; None: the cluster's default
+    checkpoint_access_mode: str  # ReadWriteMany or ReadWriteOnce
 
 
 class Strategy:

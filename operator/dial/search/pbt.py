@@ -15,16 +15,22 @@ depend only on the seed and the finished generations, never on timing.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Sequence
+import re
+from typing import Annotated, Literal, Sequence
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dial.api.space import ParameterType, ParameterValue
 from dial.search.base import Assignment, Proposal, Strategy, StrategySettings, TrialRecord
 from dial.search.space import Dimension
 
 DEFAULT_CHECKPOINT_MOUNT = "/var/lib/dial/checkpoints"
+# The claim the operator creates when the experiment names none: Katib's defaults for pbt's claim (the
+# `persistentVolumeClaimSpec` of the pbt suggestion in its katib-config.yaml: ReadWriteMany, 5Gi, no class).
+DEFAULT_CHECKPOINT_STORAGE = "5Gi"
+CLAIM_STORAGE_SETTINGS = ("checkpoint_storage", "checkpoint_storage_class_name", "checkpoint_access_mode")
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
 
 
 class PbtSettings(StrategySettings):
@@ -40,7 +46,16 @@ class PbtSettings(StrategySettings):
         "Where checkpoints live inside a trial's pod (Katib's name); each trial has a directory below it."))] = (
         DEFAULT_CHECKPOINT_MOUNT)
     checkpoint_claim_name: Annotated[str, Field(min_length=1, description=(
-        "A PersistentVolumeClaim the operator mounts at suggestion_trial_dir in every trial pod."))] | None = None
+        "A PersistentVolumeClaim the operator mounts at suggestion_trial_dir in every trial pod; unset: the operator "
+        "creates one, <experiment>-pbt, owned by the Experiment."))] | None = None
+    checkpoint_storage: Annotated[str, Field(description=(
+        "The storage request of the claim the operator creates (a Kubernetes quantity)."))] = DEFAULT_CHECKPOINT_STORAGE
+    checkpoint_storage_class_name: Annotated[str, Field(description=(
+        "The StorageClass of the claim the operator creates; unset: the cluster's default class; '': none "
+        "(binds only to a PersistentVolume without a class)."))] | None = None
+    checkpoint_access_mode: Annotated[Literal["ReadWriteMany", "ReadWriteOnce"], Field(description=(
+        "The access mode of the claim the operator creates: ReadWriteMany lets trials on different nodes share it; "
+        "ReadWriteOnce, for classes that cannot, keeps them on one node."))] = "ReadWriteMany"
 
     @field_validator("suggestion_trial_dir")
     @classmethod
@@ -48,6 +63,22 @@ class PbtSettings(StrategySettings):
         if not value.startswith("/"):
             raise ValueError(f"must be an absolute path inside the trial's container (got {value!r})")
         return value.rstrip("/") or "/"
+
+    @field_validator("checkpoint_storage")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not _QUANTITY.fullmatch(value):
+            raise ValueError(f"must be a Kubernetes quantity such as 5Gi or 500Mi (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _storage_only_for_the_operators_claim(self) -> "PbtSettings":
+        given = [name for name in CLAIM_STORAGE_SETTINGS if name in self.model_fields_set]
+        if self.checkpoint_claim_name is not None and given:
+            raise ValueError(f"{', '.join(given)} describe the claim the operator creates when checkpoint_claim_name "
+                             f"is unset; with checkpoint_claim_name {self.checkpoint_claim_name!r} the claim is yours: "
+                             "give one or the other")
+        return self
 
     @field_validator("perturbation_factors")
     @classmethod
