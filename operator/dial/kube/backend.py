@@ -81,9 +81,12 @@ class KubeBackend(TrialStops):
         trial = new_trial(self.experiment, proposal.index, proposal.assignment, parent=proposal.parent)
         created = self.kube.create_trial(self.namespace, trial_body(trial, self.raw))
         if created is None:
-            # Someone (an earlier run of this operator) created it: run what is stored, not our proposal.
+            # Someone (an earlier run of this operator) created it: run what is stored, not our proposal, and
+            # only if it still waits for its Job (a cache that had not seen it may propose an ended trial again).
             stored = self.kube.get_trial(self.namespace, proposal.name)
-            return [] if stored is None else self._create_job(stored)
+            if stored is None or not waits_for_job(Trial.model_validate({**stored, "status": stored.get("status") or {}})):
+                return []
+            return self._create_job(stored)
         # The Job first: the status and the event only inform people. A Trial with no status reads
         # as Pending, so a crash before the patch changes nothing but what kubectl shows meanwhile.
         blockers = self._create_job(created)
@@ -101,7 +104,10 @@ class KubeBackend(TrialStops):
         wire = status_wire(status)
         if not worth_writing(wire, self.raw.get("status") or {}):
             return False
-        self.kube.patch_experiment_status(self.namespace, self.experiment.name, wire)
+        # Onto the version this status was computed from: one computed from a stale copy (its start time, its
+        # finish already announced) is refused, and the reconcile is redone from a fresh read.
+        self.kube.patch_experiment_status(self.namespace, self.experiment.name, wire,
+                                          resource_version=self.raw["metadata"].get("resourceVersion"))
         return True
 
     def emit(self, event: Event) -> None:
@@ -125,8 +131,7 @@ class KubeBackend(TrialStops):
         raws = {t["metadata"]["name"]: t for t in self.world.trials}
         blockers: list[Blocker] = []
         for trial in trials:
-            if (trial.phase is TrialPhase.pending and trial.status.stop_reason is None
-                    and trial.name not in self.world.jobs and not self.world.pods.get(trial.name)):
+            if waits_for_job(trial) and trial.name not in self.world.jobs and not self.world.pods.get(trial.name):
                 blockers += self._create_job(raws[trial.name])
         return blockers
 
@@ -160,6 +165,11 @@ class KubeBackend(TrialStops):
                         f"(Helm: collector.serviceAccount.create, collector.namespaces)")
                 for (namespace, account), names in waiting.items()
                 if not self.kube.service_account_exists(namespace, account)]
+
+
+def waits_for_job(trial: Trial) -> bool:
+    """Created, neither started nor stopped: its Job is still to be made."""
+    return trial.phase is TrialPhase.pending and trial.status.stop_reason is None
 
 
 def api_message(exc: ApiException) -> str:
