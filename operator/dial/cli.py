@@ -317,9 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics")
     operator.add_argument("--workers", type=int, default=16,
                           help="reconciles run at once, each for a different experiment (default: %(default)s)")
-    operator.add_argument("--cached-reads", action="store_true",
+    operator.add_argument("--cached-reads", action=argparse.BooleanOptionalAction, default=True,
                           help="serve a reconcile's reads from what the watches delivered, with fresh LISTs only at "
-                               "start, after a failure and on resyncs (experimental: benchmarks/RESULTS.md)")
+                               "start, after a failure and every tenth resync; --no-cached-reads reads everything "
+                               "fresh on every reconcile (default: cached)")
     operator.add_argument("--verbose", "-v", action="store_true", help="debug logging, kopf's included")
     operator.set_defaults(handler=cmd_operator)
 

@@ -196,6 +196,11 @@ def test_images_follow_values_and_a_digest_pins_them(helm):
     assert flag(separate["args"], "collector-image") == "reg.example/collector:1.2"
 
 
+def test_cached_reads_are_the_default_and_a_value_turns_them_off(helm):
+    assert "--no-cached-reads" not in operator_container(render(helm))["args"]
+    assert "--no-cached-reads" in operator_container(render(helm, "operator.cachedReads=false"))["args"]
+
+
 def test_log_level_debug_makes_the_operator_verbose(helm):
     assert "--verbose" not in operator_container(render(helm))["args"]
     assert "--verbose" in operator_container(render(helm, "operator.logLevel=debug"))["args"]

@@ -172,3 +172,13 @@ def test_budget_clock_alone_does_not_rewrite_the_status():
     assert not _worth_writing({**old, "budget": {**old["budget"], "elapsedSeconds": 12.0}, "bestTrial": None}, old)
     assert _worth_writing({**old, "budget": {**old["budget"], "elapsedSeconds": 40.0}}, old)
     assert _worth_writing({**old, "phase": "Succeeded"}, old)
+
+
+def test_a_pending_trial_starting_waits_for_the_budget_refresh_but_a_new_or_finished_one_does_not():
+    old = {"phase": "Running", "trials": {"pending": 2, "running": 1, "succeeded": 0},
+           "budget": {"elapsedSeconds": 10.0, "gpuHours": 0.0, "gpusPerTrial": 0.0}}
+    started = {**old, "trials": {"pending": 1, "running": 2, "succeeded": 0}}
+    assert not _worth_writing(started, old)
+    assert _worth_writing({**started, "budget": {**old["budget"], "elapsedSeconds": 25.0}}, old)
+    assert _worth_writing({**old, "trials": {"pending": 3, "running": 1, "succeeded": 0}}, old)
+    assert _worth_writing({**old, "trials": {"pending": 2, "running": 0, "succeeded": 1}}, old)

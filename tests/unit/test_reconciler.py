@@ -27,8 +27,8 @@ def report_loss(kube: FakeKube, trial: str, loss: float) -> None:
     """What the collector sidecar writes: the observations and the objective they give."""
     status = TrialStatus()
     status.record("loss", 1.0, loss)
-    kube.patch_trial_status("default", trial, {"observations": status.model_dump(mode="json", by_alias=True)["observations"],
-                                               "objective": loss})
+    kube.collector_patch(trial, {"observations": status.model_dump(mode="json", by_alias=True)["observations"],
+                                 "objective": loss})
 
 
 def experiment_status(kube: FakeKube) -> dict[str, Any]:

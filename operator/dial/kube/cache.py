@@ -5,7 +5,7 @@ Fed by the same kopf watch events that queue reconciles (an event is stored befo
 queues runs, so a reconcile sees at least what triggered it), by the operator's own writes (the objects
 the API server returns: a reconcile sees its own creates and patches before their watch events come
 back), and by the fresh LISTs the reconciler still makes for an experiment it has not read lately
-(`FRESH_SECONDS`: at start, after a failed reconcile, and on every resync).
+(`FRESH_SECONDS`: at start, after a failed reconcile or a conflicting write, and every tenth resync).
 
 The rules that keep a cache safe for a crash-only operator:
 - Never go back: an object is replaced only by a newer resourceVersion, so a late watch event cannot
@@ -14,6 +14,9 @@ The rules that keep a cache safe for a crash-only operator:
   from a cache that has not seen a trial yet never becomes a second trial with other parameters.
 - A trial is finalised from a fresh GET, never from the cache: its Job's end and the collector's last
   patch are events of two different objects, and a cache may have seen one before the other.
+- A status computed from a cached Experiment is written onto that copy's resourceVersion: a copy behind the
+  API server (a user's edit, our own write not yet seen) conflicts, and the reconcile is redone fresh.
+`tests/unit/test_stale_cache.py` checks each rule with a cache that lags on purpose.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from dial.kube.jobs import EXPERIMENT_LABEL
 
 Kind = Literal["experiments", "trials", "jobs", "pods"]
 KINDS: tuple[Kind, ...] = ("experiments", "trials", "jobs", "pods")
-# An experiment read from the cache longer than this since its last fresh LIST is read fresh again.
-FRESH_SECONDS = 30.0
+# An experiment read from the cache longer than this since its last fresh LIST is read fresh again (`dial
+# operator` uses ten resyncs: a lagging cache is safe, fresh reads only catch what a watch lost).
+FRESH_SECONDS = 300.0
 # Tombstones only guard against late copies of recent deletions; the oldest go first beyond this many.
 MAX_TOMBSTONES = 20_000
 

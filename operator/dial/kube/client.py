@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 from dial.api.base import API_GROUP, API_VERSION
 from dial.kube.cache import Kind, ObjectCache
 from dial.kube.jobs import EXPERIMENT_LABEL
+from dial.kube.workqueue import RetryLater
 
 MERGE_PATCH = "application/merge-patch+json"
 COMPONENT = "dial-operator"
@@ -32,13 +33,18 @@ def load_api_client() -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
+class StaleRead(RetryLater):
+    """A write made from a copy older than what the API server holds (409 Conflict on its resourceVersion)."""
+
+
 class KubeClient(Protocol):
     """The calls the reconciler makes; `Kube` makes them on the API server, tests on an in-memory fake."""
 
     cache: ObjectCache | None
 
     def get_experiment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def patch_experiment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    def patch_experiment_status(self, namespace: str, name: str, status: dict[str, Any], *,
+                                resource_version: str | None = None) -> str | None: ...
     def list_trials(self, namespace: str, experiment: str) -> list[dict[str, Any]]: ...
     def get_trial(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def create_trial(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None: ...
@@ -98,9 +104,23 @@ class Kube:
     def list_experiments(self, namespace: str | None) -> list[dict[str, Any]]:
         return self.request("GET", self._custom(namespace, "experiments"))["items"]
 
-    def patch_experiment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self._seen("experiments", self.request("PATCH", self._custom(namespace, "experiments", name, "status"),
-                                               body={"status": status}, content_type=MERGE_PATCH))
+    def patch_experiment_status(self, namespace: str, name: str, status: dict[str, Any], *,
+                                resource_version: str | None = None) -> str | None:
+        """A merge patch of these status fields; with `resource_version`, only onto that version of the
+        Experiment (else StaleRead): a status computed from an older copy must not overwrite a newer one.
+        Returns the new resourceVersion."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            answer = self.request("PATCH", self._custom(namespace, "experiments", name, "status"), body=body,
+                                  content_type=MERGE_PATCH)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise StaleRead(f"experiment {namespace}/{name} changed since version {resource_version}") from exc
+            raise
+        self._seen("experiments", answer)
+        return answer.get("metadata", {}).get("resourceVersion")
 
     def list_trials(self, namespace: str, experiment: str) -> list[dict[str, Any]]:
         return self.request("GET", self._custom(namespace, "trials"),

@@ -22,7 +22,7 @@ from dial.engine.driver import drive, stop_trial
 from dial.engine.plan import StopOrder
 from dial.engine.warm_start import snapshot as warm_start_snapshot
 from dial.kube.backend import InvalidSpecStops, KubeBackend
-from dial.kube.client import KubeClient
+from dial.kube.client import KubeClient, StaleRead
 from dial.kube.jobs import CollectorSettings
 from dial.kube.spec import read_experiment
 from dial.kube.workqueue import RetryLater
@@ -53,7 +53,12 @@ class Reconciler:
     def reconcile(self, namespace: str, name: str) -> None:
         fresh = self.cache is None or self.cache.needs_fresh_read(namespace, name)
         try:
-            self._reconcile(namespace, name, fresh)
+            try:
+                self._reconcile(namespace, name, fresh)
+            except StaleRead:
+                # A write that conflicts re-reads: the experiment changed since it was read (a user's edit, or
+                # a cached copy behind our own last write). Plan again from what the API server holds now.
+                self._reconcile(namespace, name, True)
         except BaseException:
             if self.cache is not None:
                 self.cache.distrust(namespace, name)  # the retry reads fresh: the cache may be why it failed
@@ -77,15 +82,16 @@ class Reconciler:
         if experiment.status.start_time is None:  # once, before the first trial: not on every reconcile
             self._warn(raw, experiment)
         if experiment.spec.warm_start is not None and experiment.status.warm_start is None:
-            self._snapshot_warm_start(raw, experiment)
+            raw = self._snapshot_warm_start(raw, experiment)
         applied = drive(experiment, KubeBackend(self.kube, raw, experiment, world, self.collector), now=now,
                         planner=self.plan)
         if applied.blockers:
             raise TrialsBlocked("; ".join(b.message for b in applied.blockers))
 
-    def _snapshot_warm_start(self, raw: dict[str, Any], experiment: Experiment) -> None:
+    def _snapshot_warm_start(self, raw: dict[str, Any], experiment: Experiment) -> dict[str, Any]:
         """Read the earlier experiments' Trials once and store them in the status before any trial
-        is planned: later reconciles (and restarts) plan from that snapshot, never from a re-read."""
+        is planned: later reconciles (and restarts) plan from that snapshot, never from a re-read.
+        Returns `raw` at the version that write made (a copy: `raw` may be the cache's own)."""
         namespace = raw["metadata"]["namespace"]
         sources: list[tuple[str, list[Trial] | None]] = []
         for name in experiment.spec.warm_start.experiments:  # type: ignore[union-attr]
@@ -95,11 +101,13 @@ class Reconciler:
             sources.append((name, [Trial.model_validate({**t, "status": t.get("status") or {}})
                                    for t in self.kube.list_trials(namespace, name)]))
         snap = warm_start_snapshot(experiment, sources)
-        self.kube.patch_experiment_status(namespace, experiment.name, {"warmStart": snap.to_wire()})
+        version = self.kube.patch_experiment_status(namespace, experiment.name, {"warmStart": snap.to_wire()},
+                                                    resource_version=raw["metadata"].get("resourceVersion"))
         experiment.status.warm_start = snap
         self.kube.post_event(raw, "WarmStarted", f"{len(snap.trials)} earlier trials seed the search: "
                                                  + "; ".join(snap.notes))
         log.info("%s/%s: warm start: %s", namespace, experiment.name, "; ".join(snap.notes))
+        return {**raw, "metadata": {**raw["metadata"], "resourceVersion": version}}
 
     # -- invalid specs
     def _warn(self, raw: dict[str, Any], experiment: Experiment) -> None:
@@ -128,7 +136,8 @@ class Reconciler:
                               last_transition_time=now)
         self.kube.patch_experiment_status(namespace, raw["metadata"]["name"], {
             "phase": ExperimentPhase.failed.value, "conditions": [condition.to_wire()],
-            "completionTime": condition.to_wire()["lastTransitionTime"]})
+            "completionTime": condition.to_wire()["lastTransitionTime"]},
+            resource_version=raw["metadata"].get("resourceVersion"))
         self.kube.post_event(raw, reasons.INVALID_SPEC, message, warning=True)
         log.warning("%s/%s: invalid spec: %s", namespace, raw["metadata"]["name"], message)
 
