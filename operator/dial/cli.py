@@ -10,7 +10,9 @@ from pathlib import Path
 
 from dial import __version__
 from dial.api.experiment import Experiment, ExperimentPhase
-from dial.engine import ExperimentError, experiment_warnings, load_experiment
+
+# The engine (the planner, every strategy, scipy) is imported by the commands that use it, not here: the
+# collector sidecar (`dial collect`) starts in every trial pod and needs none of it.
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -18,6 +20,8 @@ DEFAULT_RESULTS_DIR = Path("dial-results")
 
 
 def _load(path: Path) -> Experiment:
+    from dial.engine import ExperimentError, experiment_warnings, load_experiment
+
     try:
         text = path.read_text()
     except OSError as exc:
@@ -360,7 +364,10 @@ def main(argv: list[str] | None = None) -> int:
 
         silence_stdout()
         return 128 + signal.SIGPIPE
-    except ExperimentError as exc:
+    except Exception as exc:
+        validation = sys.modules.get("dial.engine.validation")  # loaded by every command that can raise it
+        if validation is None or not isinstance(exc, validation.ExperimentError):
+            raise
         if exc.__cause__ is not None and not exc.errors:
             print(f"dial {args.command}: {exc.source}: {exc.__cause__}", file=sys.stderr)
         else:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -124,3 +127,17 @@ def test_a_restarted_collector_rebuilds_the_same_status(tmp_path):
         collector.poll()
         collector.flush()
     assert first == second and first[0]["observations"][0]["nPoints"] == 29
+
+
+def test_the_sidecar_imports_neither_the_engine_nor_scipy() -> None:
+    """`dial collect` starts in every trial pod before the training may: the planner and the strategies (scipy)
+    would cost it about half a second of CPU and of every trial's start. The bad objective ends the command
+    right after its imports."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "dial.cli", "collect", "--namespace", "n",
+                           "--trial", "t", "--source", "/dev/null", "--objective", "{"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--objective: not an objective spec" in done.stderr, done.stderr[-2000:]
+    imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M))
+    assert {"dial.metrics.collector", "dial.kube.client"} <= imported  # what the sidecar runs on
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("scipy", "sklearn", "skopt") or m.startswith("dial.engine"))
+    assert heavy == [], heavy

@@ -9,6 +9,9 @@ from pydantic.alias_generators import to_camel
 
 API_GROUP = "dial.dev"
 API_VERSION = "v1alpha1"
+# Labels on every Trial and workload: users and the operator select by them.
+EXPERIMENT_LABEL = f"{API_GROUP}/experiment"
+TRIAL_LABEL = f"{API_GROUP}/trial"
 
 
 class ApiModel(BaseModel):

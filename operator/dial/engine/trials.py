@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Iterable
 
-from dial.api.experiment import Experiment, ObjectiveSpec, ObjectMeta
+from dial.api.experiment import Experiment, ObjectMeta
 from dial.api.space import ParameterValue
-from dial.api.trial import NonFinitePoint, Trial, TrialPhase, TrialSpec, TrialStatus, trial_name
+from dial.api.trial import Trial, TrialPhase, TrialSpec, TrialStatus, trial_name
 from dial.engine import reasons
+from dial.metrics.observations import record_observations
 from dial.metrics.parsing import MetricPoint, ReadSummary
 
 OUTPUT_TAIL_CHARS = 2000
@@ -35,22 +35,6 @@ def record_points(experiment: Experiment, trial: Trial, points: Iterable[MetricP
     Returns how many points were recorded.
     """
     return record_observations(experiment.spec.objective, trial.status, points)
-
-
-def record_observations(objective: ObjectiveSpec, status: TrialStatus, points: Iterable[MetricPoint]) -> int:
-    """`record_points` on a bare status: the metrics collector sidecar knows the objective, not the experiment."""
-    n = 0
-    objective_names = {t.metric_name for t in objective.targets}
-    for point in points:
-        if not math.isfinite(point.value):
-            if point.name in objective_names and status.non_finite_objective is None:
-                status.non_finite_objective = NonFinitePoint(
-                    metric=point.name, step=point.step if point.step is not None else 0.0, value=str(point.value))
-            continue
-        status.record(point.name, point.step if point.step is not None else 0.0, point.value)
-        n += 1
-    status.update_objective(objective)
-    return n
 
 
 def mark_running(trial: Trial, now: datetime) -> None:

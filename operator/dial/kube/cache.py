@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Literal
 
-from dial.kube.jobs import EXPERIMENT_LABEL
+from dial.api.base import EXPERIMENT_LABEL
 
 Kind = Literal["experiments", "trials", "jobs", "pods"]
 KINDS: tuple[Kind, ...] = ("experiments", "trials", "jobs", "pods")

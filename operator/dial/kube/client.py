@@ -13,9 +13,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
-from dial.api.base import API_GROUP, API_VERSION
+from dial.api.base import API_GROUP, API_VERSION, EXPERIMENT_LABEL
 from dial.kube.cache import Kind, ObjectCache
-from dial.kube.jobs import EXPERIMENT_LABEL
 from dial.kube.workqueue import RetryLater
 
 MERGE_PATCH = "application/merge-patch+json"

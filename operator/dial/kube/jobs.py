@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dial import __version__
-from dial.api.base import API_GROUP, API_VERSION
+from dial.api.base import EXPERIMENT_LABEL, TRIAL_LABEL
 from dial.api.experiment import CollectorKind, Experiment
 from dial.api.trial import Trial
 from dial.engine import SpecError, render_job_spec
@@ -19,8 +19,6 @@ from dial.engine.template import primary_container, substitute, trial_metadata
 from dial.engine.workloads import PodSlot, pod_slots, primary_pod_labels, primary_slots
 from dial.kube.claims import trial_claim_name
 
-EXPERIMENT_LABEL = f"{API_GROUP}/experiment"
-TRIAL_LABEL = f"{API_GROUP}/trial"
 COLLECTOR_CONTAINER = "dial-collector"
 OUTPUT_VOLUME = "dial-output"
 OUTPUT_DIR = "/var/log/dial"

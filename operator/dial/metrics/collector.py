@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from dial.api.experiment import ObjectiveSpec
 from dial.api.trial import TrialStatus
-from dial.engine.trials import record_observations
+from dial.metrics.observations import record_observations
 from dial.metrics.parsing import MetricReader
 
 log = logging.getLogger("dial.collect")
